@@ -1,7 +1,7 @@
 //! A loaded GPU runtime: the HIP function table, hiprtc, and where they came from.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use crate::amd_loader::{self, HIP_LIB_ENV};
 use crate::bindings::hip::hipError_t;
@@ -55,6 +55,7 @@ pub struct Runtime {
     version: i32,
     hip: HipApi,
     hiprtc: Result<HiprtcApi, LoadError>,
+    compile_lock: Mutex<()>,
     _libraries: Vec<libloading::Library>,
 }
 
@@ -80,12 +81,12 @@ impl Runtime {
                         options.hip_library.as_deref(),
                         options.rocm_path.as_deref(),
                     );
-                    amd_loader::load(&candidates, &mut tried)?.map(|amd| {
-                        (amd.hip, amd.hiprtc, amd.path, amd.libraries)
-                    })
+                    amd_loader::load(&candidates, &mut tried)?
+                        .map(|amd| (amd.hip, amd.hiprtc, amd.path, amd.libraries))
                 }
-                Platform::Nvidia => nvidia::load(&mut tried)?
-                    .map(|nv| (nv.hip, nv.hiprtc, nv.library, Vec::new())),
+                Platform::Nvidia => {
+                    nvidia::load(&mut tried)?.map(|nv| (nv.hip, nv.hiprtc, nv.library, Vec::new()))
+                }
             };
             if let Some((hip, hiprtc, library, libraries)) = loaded {
                 let version = runtime_version(&hip, platform, &library)?;
@@ -95,6 +96,7 @@ impl Runtime {
                     version,
                     hip,
                     hiprtc,
+                    compile_lock: Mutex::new(()),
                     _libraries: libraries,
                 });
             }
@@ -131,6 +133,17 @@ impl Runtime {
     /// The HIP function table.
     pub fn hip(&self) -> &HipApi {
         &self.hip
+    }
+
+    /// Held while a program is created, compiled and read back. hiprtc is not safe to use
+    /// from several threads at once: HIP 5.2's crashes (SIGSEGV, reproduced on Debian's
+    /// libamdhip64 5.2 with two tests compiling in parallel; see also ROCm/hip#3826 and
+    /// ROCm/rocFFT#422). A poisoned lock is still a lock: compilation state lives in the
+    /// program objects, not behind it.
+    pub fn compile_lock(&self) -> MutexGuard<'_, ()> {
+        self.compile_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The hiprtc function table, or why it could not be loaded.
@@ -184,7 +197,12 @@ mod tests {
             panic!("expected RuntimeNotFound, got {err}");
         };
         assert_eq!(tried.len(), 1);
-        assert_eq!(tried[0].path, PathBuf::from("/nonexistent/rocmforge/libamdhip64.so"));
-        assert!(err.to_string().contains("/nonexistent/rocmforge/libamdhip64.so"));
+        assert_eq!(
+            tried[0].path,
+            PathBuf::from("/nonexistent/rocmforge/libamdhip64.so")
+        );
+        assert!(err
+            .to_string()
+            .contains("/nonexistent/rocmforge/libamdhip64.so"));
     }
 }
