@@ -42,13 +42,26 @@ pub fn hip_library_candidates(explicit: Option<&Path>, rocm_path: Option<&Path>)
 
 /// Where to look for hiprtc when the HIP library itself does not export it (HIP 6+):
 /// beside the HIP library first, then the loader path.
+/// The hiprtc major matches HIP's (`libamdhip64.so.6` goes with `libhiprtc.so.6`).
 pub fn hiprtc_library_candidates(hip_library: &Path) -> Vec<PathBuf> {
+    let file = hip_library
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or("");
     const NAMES: &[&str] = &["libhiprtc.so.7", "libhiprtc.so.6", "libhiprtc.so"];
+    let matching: Vec<&str> = NAMES
+        .iter()
+        .copied()
+        .filter(|name| match name.rsplit_once(".so.") {
+            Some((_, major)) => !file.contains(".so.") || file.ends_with(&format!(".so.{major}")),
+            None => true,
+        })
+        .collect();
     let mut candidates = Vec::new();
     if let Some(dir) = hip_library.parent().filter(|d| !d.as_os_str().is_empty()) {
-        candidates.extend(NAMES.iter().map(|name| dir.join(name)));
+        candidates.extend(matching.iter().map(|name| dir.join(name)));
     }
-    candidates.extend(NAMES.iter().map(PathBuf::from));
+    candidates.extend(matching.iter().map(PathBuf::from));
     candidates
 }
 
@@ -158,9 +171,11 @@ mod tests {
     #[test]
     fn hiprtc_is_looked_for_beside_hip_first() {
         let c = hiprtc_library_candidates(Path::new("/opt/rocm/lib/libamdhip64.so.6"));
-        assert_eq!(c[0], PathBuf::from("/opt/rocm/lib/libhiprtc.so.7"));
-        assert_eq!(c[3], PathBuf::from("libhiprtc.so.7"));
-        let bare = hiprtc_library_candidates(Path::new("libamdhip64.so.6"));
+        assert_eq!(c[0], PathBuf::from("/opt/rocm/lib/libhiprtc.so.6"));
+        assert_eq!(c[1], PathBuf::from("/opt/rocm/lib/libhiprtc.so"));
+        assert_eq!(c[2], PathBuf::from("libhiprtc.so.6"));
+        assert!(!c.iter().any(|p| p.ends_with("libhiprtc.so.7")));
+        let bare = hiprtc_library_candidates(Path::new("libamdhip64.so"));
         assert_eq!(bare[0], PathBuf::from("libhiprtc.so.7"));
     }
 

@@ -38,7 +38,11 @@ pub struct RawDeviceProperties {
 
 /// Reads a NUL-terminated C string out of a fixed array, lossily.
 pub fn c_chars_to_string(chars: &[core::ffi::c_char]) -> String {
-    let bytes: Vec<u8> = chars.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let bytes: Vec<u8> = chars
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -85,8 +89,27 @@ impl Runtime {
         Ok(from_prop_struct!(props))
     }
 
-    fn device_properties_r0600(&self, _ordinal: i32) -> Result<RawDeviceProperties, hipError_t> {
-        Err(hipError_t::hipErrorNotSupported)
+    fn device_properties_r0600(&self, ordinal: i32) -> Result<RawDeviceProperties, hipError_t> {
+        use crate::bindings::hip_device_prop_r0600::hipDeviceProp_tR0600;
+        // HIP 6+ still exports the plain symbol, with the HIP 5 layout (`R0000`), as a
+        // fallback when the R0600 one is missing.
+        let Some(get) = self.hip().hipGetDevicePropertiesR0600 else {
+            let mut props = hipDeviceProp_t::default();
+            // SAFETY: HIP 6/7 export `hipGetDeviceProperties` as the R0000 function,
+            // whose struct is the HIP 5 layout.
+            let status = unsafe { (self.hip().hipGetDeviceProperties)(&mut props, ordinal) };
+            if status != hipError_t::hipSuccess {
+                return Err(status);
+            }
+            return Ok(from_prop_struct!(props));
+        };
+        let mut props = hipDeviceProp_tR0600::default();
+        // SAFETY: `props` is a hipDeviceProp_tR0600, the layout this symbol writes.
+        let status = unsafe { get(&mut props, ordinal) };
+        if status != hipError_t::hipSuccess {
+            return Err(status);
+        }
+        Ok(from_prop_struct!(props))
     }
 }
 

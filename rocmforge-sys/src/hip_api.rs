@@ -62,7 +62,8 @@ function_table! {
             hipGraphDestroy: PFN_hipGraphDestroy,
         }
         optional {
-            // hipGetDevicePropertiesR0600: wired in once the HIP 6 bindings are generated.
+            /// HIP 6+: the `hipDeviceProp_tR0600` layout.
+            hipGetDevicePropertiesR0600: crate::bindings::hip_device_prop_r0600::PFN_hipGetDevicePropertiesR0600,
         }
     }
 }

@@ -24,7 +24,9 @@ pub mod nvidia;
 mod platform;
 mod runtime;
 
-pub use amd_loader::{hip_library_candidates, hiprtc_library_candidates, HIP_LIBRARY_NAMES, HIP_LIB_ENV};
+pub use amd_loader::{
+    hip_library_candidates, hiprtc_library_candidates, HIP_LIBRARY_NAMES, HIP_LIB_ENV,
+};
 pub use device_properties::{c_chars_to_string, RawDeviceProperties, HIP_VERSION_6_0};
 pub use hip_api::HipApi;
 pub use hiprtc_api::HiprtcApi;

@@ -18,7 +18,13 @@ pub struct LoadAttempt {
 
 impl fmt::Display for LoadAttempt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}] {}: {}", self.platform, self.path.display(), self.reason)
+        write!(
+            f,
+            "[{}] {}: {}",
+            self.platform,
+            self.path.display(),
+            self.reason
+        )
     }
 }
 

@@ -69,8 +69,14 @@ mod tests {
 
     #[test]
     fn parses_known_names() {
-        assert_eq!(PlatformChoice::parse("amd"), Some(PlatformChoice::Only(Platform::Amd)));
-        assert_eq!(PlatformChoice::parse(" NVIDIA "), Some(PlatformChoice::Only(Platform::Nvidia)));
+        assert_eq!(
+            PlatformChoice::parse("amd"),
+            Some(PlatformChoice::Only(Platform::Amd))
+        );
+        assert_eq!(
+            PlatformChoice::parse(" NVIDIA "),
+            Some(PlatformChoice::Only(Platform::Nvidia))
+        );
         assert_eq!(PlatformChoice::parse(""), Some(PlatformChoice::Auto));
         assert_eq!(PlatformChoice::parse("Auto"), Some(PlatformChoice::Auto));
         assert_eq!(PlatformChoice::parse("intel"), None);
@@ -78,7 +84,10 @@ mod tests {
 
     #[test]
     fn auto_tries_amd_first() {
-        assert_eq!(PlatformChoice::Auto.candidates(), &[Platform::Amd, Platform::Nvidia]);
+        assert_eq!(
+            PlatformChoice::Auto.candidates(),
+            &[Platform::Amd, Platform::Nvidia]
+        );
     }
 
     proptest! {

@@ -9,6 +9,11 @@
 //! Regenerate with `cargo run -p rocmforge-bindgen` (needs libclang and HIP
 //! headers, e.g. Debian's `libamdhip64-dev` and `libclang-dev`). The test in
 //! `tests/bindings_fresh.rs` fails when the checked-in file no longer matches.
+//!
+//! ROCm 6 changed `hipDeviceProp_t`: its headers name the new layout
+//! `hipDeviceProp_tR0600`, filled by the new symbol `hipGetDevicePropertiesR0600`.
+//! [`generate_device_prop_r0600`] makes `rocmforge-sys/src/bindings/hip_device_prop_r0600.rs`
+//! from ROCm 6 or later headers (`--rocm6-include DIR`); see `README.md` beside this crate.
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +31,14 @@ pub enum GenerateError {
     /// The bindgen output could not be parsed for the rewrite.
     #[error("could not parse bindgen output: {0}")]
     Parse(#[from] syn::Error),
+    /// The headers parsed, but do not define an item that was asked for (HIP 5 headers
+    /// have no `hipDeviceProp_tR0600`).
+    #[error("{header} does not define {item}: {hint}")]
+    MissingDefinition {
+        header: String,
+        item: &'static str,
+        hint: &'static str,
+    },
 }
 
 /// The header directory: `$HIP_INCLUDE_DIR`, else `$ROCM_PATH/include`, else `/usr/include`
@@ -47,23 +60,29 @@ pub fn default_include_dir() -> PathBuf {
         .unwrap_or_else(|| candidates.last().cloned().unwrap_or_default())
 }
 
+/// Reads `#define NAME value` from `hip/hip_version.h` (quotes stripped), or `?`.
+fn hip_version_field(include_dir: &Path, name: &str) -> String {
+    let text = std::fs::read_to_string(include_dir.join("hip/hip_version.h")).unwrap_or_default();
+    text.lines()
+        .find_map(|line| {
+            let rest = line.trim().strip_prefix("#define")?.trim();
+            let value = rest.strip_prefix(name)?;
+            // A whole name only: `HIP_VERSION` must not match `HIP_VERSION_MAJOR`.
+            if !value.starts_with(char::is_whitespace) {
+                return None;
+            }
+            Some(value.trim().trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| "?".to_string())
+}
+
 /// Reads `HIP_VERSION_MAJOR/MINOR/PATCH` from `hip/hip_version.h`, for the file header.
 fn hip_version(include_dir: &Path) -> String {
-    let text = std::fs::read_to_string(include_dir.join("hip/hip_version.h")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|line| {
-                let rest = line.trim().strip_prefix("#define")?.trim();
-                let value = rest.strip_prefix(name)?.trim();
-                Some(value.to_string())
-            })
-            .unwrap_or_else(|| "?".to_string())
-    };
     format!(
         "{}.{}.{}",
-        field("HIP_VERSION_MAJOR"),
-        field("HIP_VERSION_MINOR"),
-        field("HIP_VERSION_PATCH")
+        hip_version_field(include_dir, "HIP_VERSION_MAJOR"),
+        hip_version_field(include_dir, "HIP_VERSION_MINOR"),
+        hip_version_field(include_dir, "HIP_VERSION_PATCH")
     )
 }
 
@@ -112,6 +131,88 @@ pub fn generate_hip(include_dir: &Path) -> Result<String, GenerateError> {
     finish(&header, &bindings.to_string())
 }
 
+/// How `hip_device_prop_r0600.rs` is regenerated, for its file header.
+pub const R0600_REGENERATE: &str =
+    "cargo run -p rocmforge-bindgen -- --rocm6-include DIR [--rocm6-source TEXT]";
+
+/// Generates `hip_device_prop_r0600.rs` from ROCm 6 or later headers in `include_dir`
+/// (the directory that holds `hip/hip_runtime_api.h`, e.g. `/opt/rocm-6.2.4/include`).
+///
+/// The file holds `hipDeviceProp_tR0600` with the types it is made of (`hipUUID`,
+/// `hipDeviceArch_t`; `hip.rs` has them too, in their HIP 5 form, so the file is the
+/// separate module `rocmforge_sys::bindings::hip_device_prop_r0600`), bindgen's layout
+/// assertions, and `PFN_hipGetDevicePropertiesR0600`. That function returns
+/// `hipError_t`, which is not generated again: the file imports `super::hip::hipError_t`,
+/// so that the function fits the one function table (the codes of HIP 5.2 kept their
+/// values in ROCm 6 and 7, and the type is a transparent `c_uint` that carries any code).
+pub fn generate_device_prop_r0600(include_dir: &Path) -> Result<String, GenerateError> {
+    generate_device_prop_r0600_with_source(include_dir, None)
+}
+
+/// [`generate_device_prop_r0600`], with `source` (where the headers came from, e.g. the
+/// ROCm release and repository commit) written into the file header, one line per line.
+pub fn generate_device_prop_r0600_with_source(
+    include_dir: &Path,
+    source: Option<&str>,
+) -> Result<String, GenerateError> {
+    let api = include_dir.join("hip/hip_runtime_api.h");
+    if !api.is_file() {
+        return Err(GenerateError::HeadersNotFound(api));
+    }
+    let wrapper = "#include <hip/hip_runtime_api.h>\n";
+    let bindings = builder(include_dir, wrapper)
+        .allowlist_type("hipDeviceProp_tR0600")
+        .allowlist_function("hipGetDevicePropertiesR0600")
+        .blocklist_type("hipError_t")
+        .raw_line("use super::hip::hipError_t;")
+        .generate()
+        .map_err(|e| GenerateError::Bindgen {
+            header: api.display().to_string(),
+            message: e.to_string(),
+        })?;
+    let mut header = format!(
+        "//! `hipDeviceProp_tR0600`, the device-properties layout of ROCm 6 and later, and\n\
+         //! `PFN_hipGetDevicePropertiesR0600`, from `hip/hip_runtime_api.h` of HIP {}\n\
+         //! (`HIP_VERSION_GITHASH` {}, `__HIP_PLATFORM_AMD__`).\n",
+        hip_version(include_dir),
+        hip_version_field(include_dir, "HIP_VERSION_GITHASH"),
+    );
+    if let Some(source) = source.map(str::trim).filter(|s| !s.is_empty()) {
+        header.push_str("//!\n");
+        for (i, line) in source.lines().enumerate() {
+            let lead = if i == 0 { "Headers:" } else { "        " };
+            header.push_str(&format!("//! {lead} {}\n", line.trim()));
+        }
+    }
+    header.push_str(&format!(
+        "//!\n\
+         //! Use this layout when `hipRuntimeGetVersion` reports 60000000 (HIP 6.0) or more;\n\
+         //! `hipError_t` is `super::hip::hipError_t`.\n\
+         //!\n\
+         //! @generated by `{R0600_REGENERATE}`; do not edit by hand.\n"
+    ));
+    let text = finish(&header, &bindings.to_string())?;
+    for (item, needle) in [
+        (
+            "hipDeviceProp_tR0600",
+            "\npub struct hipDeviceProp_tR0600 {",
+        ),
+        (
+            "hipGetDevicePropertiesR0600",
+            "\npub type PFN_hipGetDevicePropertiesR0600 =",
+        ),
+    ] {
+        if !text.contains(needle) {
+            return Err(GenerateError::MissingDefinition {
+                header: api.display().to_string(),
+                item,
+                hint: "ROCm 6 or later headers are needed",
+            });
+        }
+    }
+    Ok(text)
+}
+
 /// Rewrites every `extern "C"` function declaration into `pub type PFN_<name> = unsafe
 /// extern "C" fn(..) -> ..;`, keeping its doc comment, and pretty-prints the file.
 fn finish(header: &str, raw: &str) -> Result<String, GenerateError> {
@@ -158,4 +259,9 @@ fn function_pointer_type(function: &syn::ForeignItemFn) -> Result<syn::Item, Gen
 /// Where the checked-in HIP bindings live, relative to this crate.
 pub fn checked_in_hip_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/bindings/hip.rs")
+}
+
+/// Where the checked-in ROCm 6 device-properties bindings live, relative to this crate.
+pub fn checked_in_r0600_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/bindings/hip_device_prop_r0600.rs")
 }

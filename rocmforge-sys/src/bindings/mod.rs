@@ -10,4 +10,8 @@
     rustdoc::all
 )]
 
+#[rustfmt::skip]
 pub mod hip;
+
+#[rustfmt::skip]
+pub mod hip_device_prop_r0600;
