@@ -219,7 +219,8 @@ mod tests {
         assert_eq!(resolve_range(2..=5, 10).unwrap(), (2, 6));
         assert_eq!(resolve_range(10.., 10).unwrap(), (10, 10));
         assert!(resolve_range(5..11, 10).is_err());
-        assert!(resolve_range(6..5, 10).is_err());
+        let (start, end) = (6, 5);
+        assert!(resolve_range(start..end, 10).is_err());
         assert!(resolve_range(0..=usize::MAX, 10).is_err());
     }
 
