@@ -20,7 +20,11 @@ fn main() -> ExitCode {
         let p = device.properties();
         let memory = device.memory_info();
         println!("device {}: {}", device.ordinal(), p.name);
-        println!("  platform:        {} (runtime version {})", device.platform(), device.runtime_version());
+        println!(
+            "  platform:        {} (runtime version {})",
+            device.platform(),
+            device.runtime_version()
+        );
         println!("  architecture:    {}", p.arch_name);
         println!("  wave size:       {}", p.warp_size);
         println!("  compute units:   {}", p.compute_units);
@@ -30,11 +34,21 @@ fn main() -> ExitCode {
                 m.total as f64 / (1u64 << 30) as f64,
                 m.free as f64 / (1u64 << 30) as f64
             ),
-            Err(e) => println!("  memory:          {:.1} GiB total (free unknown: {e})", p.total_memory as f64 / (1u64 << 30) as f64),
+            Err(e) => println!(
+                "  memory:          {:.1} GiB total (free unknown: {e})",
+                p.total_memory as f64 / (1u64 << 30) as f64
+            ),
         }
         println!("  max block:       {} threads", p.max_threads_per_block);
-        println!("  shared per block {} KiB", p.shared_memory_per_block / 1024);
-        println!("  clock:           {} MHz, memory bus {} bits", p.clock_khz / 1000, p.memory_bus_width);
+        println!(
+            "  shared per block {} KiB",
+            p.shared_memory_per_block / 1024
+        );
+        println!(
+            "  clock:           {} MHz, memory bus {} bits",
+            p.clock_khz / 1000,
+            p.memory_bus_width
+        );
     }
     ExitCode::SUCCESS
 }

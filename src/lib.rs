@@ -32,7 +32,7 @@ pub use rocmforge_hip::{
 /// The types and traits most programs use.
 pub mod prelude {
     pub use rocmforge_hip::{
-        compile, CompileOptions, Device, DeviceBuffer, DeviceMemory, DeviceMemoryMut, Error,
-        Event, In, LaunchConfig, Module, Out, PinnedHostBuffer, Result, Stream, TypedKernel,
+        compile, CompileOptions, Device, DeviceBuffer, DeviceMemory, DeviceMemoryMut, Error, Event,
+        In, LaunchConfig, Module, Out, PinnedHostBuffer, Result, Stream, TypedKernel,
     };
 }

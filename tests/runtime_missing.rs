@@ -18,7 +18,10 @@ fn missing_runtime_names_the_path_tried() {
     assert_eq!(tried[0].path.to_str(), Some(PATH));
     assert!(err.to_string().contains(PATH), "{err}");
     // Asking again gives the same answer (the failed load is remembered, no retry storm).
-    assert!(matches!(Device::new(0), Err(Error::Load(LoadError::RuntimeNotFound { .. }))));
+    assert!(matches!(
+        Device::new(0),
+        Err(Error::Load(LoadError::RuntimeNotFound { .. }))
+    ));
     // Compiling needs the runtime too.
     let compile = rocmforge::compile("", "x", &rocmforge::CompileOptions::for_arch("gfx906"));
     assert!(matches!(compile, Err(Error::Load(_))));
