@@ -1,0 +1,1 @@
+//! CPU reference implementations of every op (also the CPU backend of the model).

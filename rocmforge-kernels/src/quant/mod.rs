@@ -1,0 +1,1 @@
+//! ggml tensor types and their block layouts, with CPU (de)quantization.
