@@ -42,7 +42,7 @@ pub enum LoadError {
         tried: Vec<LoadAttempt>,
     },
     /// A library loaded but lacks a function rocmforge needs (too old a runtime?).
-    #[error("{library} was loaded but has no symbol `{symbol}` ({reason}); rocmforge needs HIP 5.2 or newer")]
+    #[error("{library} was loaded but has no symbol `{symbol}` ({reason}); rocmforge needs HIP 5.2 or newer on AMD, a CUDA 12 or newer driver on NVIDIA")]
     MissingSymbol {
         /// The library that was loaded.
         library: PathBuf,
