@@ -74,7 +74,12 @@ impl Runtime {
     /// Loads a runtime as `options` say. Every path tried is listed in the error.
     pub fn load(options: &LoadOptions) -> Result<Runtime, LoadError> {
         let mut tried = Vec::new();
-        for &platform in options.platforms() {
+        let platforms = options.platforms();
+        // With several platforms to try, one that loads but sees no GPU (a ROCm install
+        // on an NVIDIA machine) is kept only as a fallback: the next one may have a GPU.
+        // The fallback still matters without any GPU: hiprtc compiles for AMD targets.
+        let mut fallback: Option<Runtime> = None;
+        for (i, &platform) in platforms.iter().enumerate() {
             let loaded = match platform {
                 Platform::Amd => {
                     let candidates = amd_loader::hip_library_candidates(
@@ -88,20 +93,41 @@ impl Runtime {
                     nvidia::load(&mut tried)?.map(|nv| (nv.hip, nv.hiprtc, nv.library, Vec::new()))
                 }
             };
-            if let Some((hip, hiprtc, library, libraries)) = loaded {
-                let version = runtime_version(&hip, platform, &library)?;
-                return Ok(Runtime {
-                    platform,
-                    library,
-                    version,
-                    hip,
-                    hiprtc,
-                    compile_lock: Mutex::new(()),
-                    _libraries: libraries,
-                });
+            let Some((hip, hiprtc, library, libraries)) = loaded else {
+                continue;
+            };
+            let version = runtime_version(&hip, platform, &library)?;
+            let runtime = Runtime {
+                platform,
+                library,
+                version,
+                hip,
+                hiprtc,
+                compile_lock: Mutex::new(()),
+                _libraries: libraries,
+            };
+            let last = i + 1 == platforms.len();
+            if last || runtime.sees_a_device() {
+                return Ok(runtime);
             }
+            tried.push(crate::LoadAttempt {
+                platform,
+                path: runtime.library.clone(),
+                reason: "loaded, but it sees no GPU; trying the next platform".to_string(),
+            });
+            fallback.get_or_insert(runtime);
         }
-        Err(LoadError::RuntimeNotFound { tried })
+        fallback.ok_or(LoadError::RuntimeNotFound { tried })
+    }
+
+    /// Whether `hipGetDeviceCount` reports at least one device.
+    fn sees_a_device(&self) -> bool {
+        let mut count = 0;
+        // SAFETY: hipInit takes flags 0; `count` is a valid out-pointer.
+        unsafe {
+            let _ = (self.hip.hipInit)(0);
+            (self.hip.hipGetDeviceCount)(&mut count) == hipError_t::hipSuccess && count > 0
+        }
     }
 
     /// The runtime of this process, loaded on first use from [`LoadOptions::from_env`].
