@@ -90,7 +90,7 @@ for bin in bin/*; do
     secs=$(python3 -c "import time; print(f'{time.time()-$start:.1f}')" 2>/dev/null || echo "?")
     result=$(grep -E '^test result' "$log" | tail -1)
     errors=""
-    if [ -n "$sanitizer" ]; then errors=" | $(grep -E 'ERROR SUMMARY' "$log" | tail -1)"; fi
+    if [ -n "$sanitizer" ]; then errors=" | $(grep -E 'SUMMARY' "$log" | tail -1)"; fi
     printf '%-40s rc=%-3s %6ss  %s%s\n' "$name" "$rc" "$secs" "${result:-no test result (see $log)}" "$errors"
     [ "$rc" = 0 ] || failed=1
 done
