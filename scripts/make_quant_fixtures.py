@@ -238,7 +238,7 @@ class Ggml:
 
 
 # --- data --------------------------------------------------------------------
-def make_src(np, rng, n: int, block: int):
+def make_src(np, rng, n: int):
     """Random f32 data in groups of 32 (16 for the halves group) of varied kinds.
 
     Kinds: gaussian of a random scale, one-signed offsets (exercise the minimum
@@ -389,8 +389,7 @@ def main() -> None:
         n_src = 2048 if block == 256 else 1024
         n_rand_blocks = 8 if block == 256 else (64 if block == 32 else 2048)
 
-        src = make_src(np, rng, n_src, block)
-        sections = []
+        src = make_src(np, rng, n_src)
         q_source = []
         q = None
         if name == "F32":

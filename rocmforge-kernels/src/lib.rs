@@ -10,6 +10,7 @@ mod compile_target;
 pub mod cpu;
 pub mod elf_symbols;
 mod error;
+pub mod gpu;
 mod kernel_cache;
 mod kernel_compiler;
 mod kernel_source;
@@ -17,7 +18,8 @@ pub mod quant;
 
 pub use compile_target::{default_wave_size, CompileTarget};
 pub use error::{Error, Result};
+pub use gpu::{ElementwiseOps, KernelLoader};
 pub use kernel_cache::{CacheKey, KernelCache};
 pub use kernel_compiler::KernelCompiler;
-pub use kernel_source::{KernelSource, ALL_SOURCES, ELEMENTWISE, PRELUDE};
+pub use kernel_source::{KernelSource, ALL_SOURCES, ELEMENTWISE, NORM, PRELUDE, QUANT, ROPE};
 pub use rocmforge_hip as hip;

@@ -1,0 +1,183 @@
+//! Benchmarks the weight kernels at Llama-3-8B shapes: matrix × vector (decode) in each
+//! weight type — time, achieved GB/s and the fraction of the measured device copy
+//! bandwidth — and matrix × matrix at 512 tokens (prefill), TFLOP/s.
+//!
+//! `cargo run --release --example kernel_bench [-- --quick] [--types q4_0,q8_0,f16]`
+
+use std::process::ExitCode;
+
+use rocmforge::kernels::gpu::{GpuWeights, KernelLoader, QuantOps, GPU_WEIGHT_TYPES};
+use rocmforge::kernels::quant::{self, GgmlType};
+use rocmforge::prelude::*;
+
+/// (rows, cols) of Llama-3-8B's matrices: q/o, k/v, gate/up, down, output.
+const SHAPES: [(usize, usize, &str); 5] = [
+    (4096, 4096, "attn_q"),
+    (1024, 4096, "attn_k"),
+    (14336, 4096, "ffn_up"),
+    (4096, 14336, "ffn_down"),
+    (128256, 4096, "output"),
+];
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn time_ms(stream: &Stream, reps: usize, mut f: impl FnMut(usize) -> Result<()>) -> Result<f64> {
+    f(0)?;
+    stream.synchronize()?;
+    let mut samples = Vec::with_capacity(reps);
+    for i in 0..reps {
+        let start = stream.record_timing_event()?;
+        f(i + 1)?;
+        let end = stream.record_timing_event()?;
+        end.synchronize()?;
+        samples.push(f64::from(end.elapsed_ms(&start)?));
+    }
+    Ok(median(samples))
+}
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Quantized weights of rows × cols: 64 rows quantized from random data, tiled.
+fn weight_bytes(ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
+    let tile_rows = 64.min(rows);
+    let tile = quant::quantize(ty, &random(tile_rows * cols, 1)).expect("quantize");
+    let mut bytes = Vec::with_capacity(tile.len() * rows.div_ceil(tile_rows));
+    while bytes.len() < tile.len() / tile_rows * rows {
+        bytes.extend_from_slice(&tile);
+    }
+    bytes.truncate(tile.len() / tile_rows * rows);
+    bytes
+}
+
+fn run(quick: bool, types: &[GgmlType]) -> rocmforge::kernels::Result<()> {
+    let device = Device::new(0)?;
+    let stream = device.new_stream()?;
+    let p = device.properties();
+    println!(
+        "device: {} ({}), {}",
+        p.name,
+        p.arch_name,
+        device.platform()
+    );
+    let loader = KernelLoader::new(&device);
+    let ops = QuantOps::load(&loader)?;
+    let reps = if quick { 5 } else { 30 };
+
+    let copy_bytes = 1usize << 30;
+    let src = DeviceBuffer::<u8>::zeroed(&stream, copy_bytes)?;
+    let mut dst = DeviceBuffer::<u8>::alloc(&stream, copy_bytes)?;
+    let ms = time_ms(&stream, reps, |_| dst.copy_from_device(&src))?;
+    let copy_gbps = 2.0 * copy_bytes as f64 / (ms * 1e-3) / 1e9;
+    println!("device copy bandwidth: {copy_gbps:.1} GB/s (read + write)\n");
+    drop((src, dst));
+
+    println!("matrix x vector (decode), median of {reps}");
+    println!(
+        "{:<6} {:<9} {:>13} {:>10} {:>9} {:>8}",
+        "type", "matrix", "rows x cols", "time us", "GB/s", "of copy"
+    );
+    let shapes: &[(usize, usize, &str)] = if quick { &SHAPES[..2] } else { &SHAPES };
+    for &ty in types {
+        for &(rows, cols, name) in shapes {
+            let bytes = weight_bytes(ty, rows, cols);
+            // Rotate among copies so that the weights are read from memory, not the L2.
+            let copies = (256usize << 20).div_ceil(bytes.len()).clamp(1, 16);
+            let buffers: Vec<DeviceBuffer<u8>> = (0..copies)
+                .map(|_| DeviceBuffer::from_slice(&stream, &bytes))
+                .collect::<Result<_>>()?;
+            let x = DeviceBuffer::from_slice(&stream, &random(cols, 2))?;
+            let mut y = DeviceBuffer::<f32>::alloc(&stream, rows)?;
+            let ms = time_ms(&stream, reps, |i| {
+                let w = GpuWeights::new(ty, buffers[i % copies].as_slice(), rows, cols)
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                ops.matvec(&stream, &w, x.as_slice(), y.as_slice_mut())
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))
+            })?;
+            let moved = bytes.len() + 4 * (rows + cols);
+            let gbps = moved as f64 / (ms * 1e-3) / 1e9;
+            println!(
+                "{:<6} {:<9} {:>6} x {:<6} {:>10.1} {:>9.1} {:>7.0}%",
+                ty.name(),
+                name,
+                rows,
+                cols,
+                ms * 1e3,
+                gbps,
+                100.0 * gbps / copy_gbps
+            );
+        }
+    }
+
+    println!(
+        "\nmatrix x matrix (prefill, 512 tokens), median of {}",
+        reps.min(10)
+    );
+    println!(
+        "{:<6} {:<9} {:>13} {:>10} {:>9}",
+        "type", "matrix", "rows x cols", "time ms", "TFLOP/s"
+    );
+    let tokens = 512;
+    for &ty in types {
+        for &(rows, cols, name) in &SHAPES[..if quick { 1 } else { 4 }] {
+            let bytes = weight_bytes(ty, rows, cols);
+            let dw = DeviceBuffer::from_slice(&stream, &bytes)?;
+            let x = DeviceBuffer::from_slice(&stream, &random(tokens * cols, 3))?;
+            let mut y = DeviceBuffer::<f32>::alloc(&stream, tokens * rows)?;
+            let w = GpuWeights::new(ty, dw.as_slice(), rows, cols)?;
+            let ms = time_ms(&stream, reps.min(10), |_| {
+                ops.matmul(&stream, &w, x.as_slice(), tokens, y.as_slice_mut())
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))
+            })?;
+            let tflops = 2.0 * (rows * cols * tokens) as f64 / (ms * 1e-3) / 1e12;
+            println!(
+                "{:<6} {:<9} {:>6} x {:<6} {:>10.2} {:>9.2}",
+                ty.name(),
+                name,
+                rows,
+                cols,
+                ms,
+                tflops
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let types: Vec<GgmlType> = match args.iter().position(|a| a == "--types") {
+        Some(i) => match args.get(i + 1).map(|list| {
+            list.split(',')
+                .map(GgmlType::from_name)
+                .collect::<Option<Vec<_>>>()
+        }) {
+            Some(Some(types)) => types,
+            _ => {
+                eprintln!("error: --types takes a comma-separated list of ggml type names (q4_0,q8_0,f16,...)");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => GPU_WEIGHT_TYPES.to_vec(),
+    };
+    match run(quick, &types) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Elementwise ops and casts on the GPU.
+
+use half::{bf16, f16};
+use rocmforge_hip::{DeviceMemory, DeviceSlice, DeviceSliceMut, In, Out, Stream, TypedKernel};
+
+use super::{grid_stride_config, KernelLoader};
+use crate::error::shape_error;
+use crate::{Result, ELEMENTWISE};
+
+type Binary = TypedKernel<(In<f32>, In<f32>, Out<f32>, u64)>;
+type Unary = TypedKernel<(In<f32>, Out<f32>, u64)>;
+
+/// The kernels of `elementwise.hip`.
+#[derive(Debug, Clone)]
+pub struct ElementwiseOps {
+    add: Binary,
+    mul: Binary,
+    swiglu: Binary,
+    scale: TypedKernel<(In<f32>, Out<f32>, f32, u64)>,
+    silu: Unary,
+    gelu: Unary,
+    f32_to_f16: TypedKernel<(In<f32>, Out<f16>, u64)>,
+    f16_to_f32: TypedKernel<(In<f16>, Out<f32>, u64)>,
+    f32_to_bf16: TypedKernel<(In<f32>, Out<bf16>, u64)>,
+    bf16_to_f32: TypedKernel<(In<bf16>, Out<f32>, u64)>,
+}
+
+fn same_len(op: &'static str, lens: &[usize]) -> Result<usize> {
+    let n = lens[0];
+    if lens.iter().any(|&l| l != n) {
+        return Err(shape_error(
+            op,
+            format!("all operands must have the same length, got {lens:?}"),
+        ));
+    }
+    Ok(n)
+}
+
+impl ElementwiseOps {
+    /// Loads the kernels (compiling them at first use).
+    pub fn load(loader: &KernelLoader) -> Result<Self> {
+        let module = loader.module(&ELEMENTWISE)?;
+        // SAFETY (every into_typed below): the signatures match elementwise.hip, where each
+        // kernel reads and writes only indices < n (grid-stride loops bounded by n), and
+        // the launchers pass n = the common length of all operands.
+        unsafe {
+            Ok(Self {
+                add: module.function("rf_add_f32")?.into_typed(),
+                mul: module.function("rf_mul_f32")?.into_typed(),
+                swiglu: module.function("rf_swiglu_f32")?.into_typed(),
+                scale: module.function("rf_scale_f32")?.into_typed(),
+                silu: module.function("rf_silu_f32")?.into_typed(),
+                gelu: module.function("rf_gelu_f32")?.into_typed(),
+                f32_to_f16: module.function("rf_f32_to_f16")?.into_typed(),
+                f16_to_f32: module.function("rf_f16_to_f32")?.into_typed(),
+                f32_to_bf16: module.function("rf_f32_to_bf16")?.into_typed(),
+                bf16_to_f32: module.function("rf_bf16_to_f32")?.into_typed(),
+            })
+        }
+    }
+
+    fn binary(
+        &self,
+        kernel: &Binary,
+        op: &'static str,
+        stream: &Stream,
+        a: DeviceSlice<f32>,
+        b: DeviceSlice<f32>,
+        out: DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        let n = same_len(op, &[a.len(), b.len(), out.len()])?;
+        if n == 0 {
+            return Ok(());
+        }
+        kernel.launch(stream, &grid_stride_config(n)?, (a, b, out, n as u64))?;
+        Ok(())
+    }
+
+    fn unary(
+        &self,
+        kernel: &Unary,
+        op: &'static str,
+        stream: &Stream,
+        x: DeviceSlice<f32>,
+        out: DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        let n = same_len(op, &[x.len(), out.len()])?;
+        if n == 0 {
+            return Ok(());
+        }
+        kernel.launch(stream, &grid_stride_config(n)?, (x, out, n as u64))?;
+        Ok(())
+    }
+
+    /// `out = a + b`.
+    pub fn add(
+        &self,
+        stream: &Stream,
+        a: DeviceSlice<f32>,
+        b: DeviceSlice<f32>,
+        out: DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        self.binary(&self.add, "add", stream, a, b, out)
+    }
+
+    /// `out = a * b`.
+    pub fn mul(
+        &self,
+        stream: &Stream,
+        a: DeviceSlice<f32>,
+        b: DeviceSlice<f32>,
+        out: DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        self.binary(&self.mul, "mul", stream, a, b, out)
+    }
+
+    /// `out = silu(gate) * up`.
+    pub fn swiglu(
+        &self,
+        stream: &Stream,
+        gate: DeviceSlice<f32>,
+        up: DeviceSlice<f32>,
+        out: DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        self.binary(&self.swiglu, "swiglu", stream, gate, up, out)
+    }
+
+    /// `out = s * x`.
+    pub fn scale(
+        &self,
+        stream: &Stream,
+        x: DeviceSlice<f32>,
+        s: f32,
+        out: DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        let n = same_len("scale", &[x.len(), out.len()])?;
+        if n == 0 {
+            return Ok(());
+        }
+        self.scale
+            .launch(stream, &grid_stride_config(n)?, (x, out, s, n as u64))?;
+        Ok(())
+    }
+
+    /// `out = x * sigmoid(x)`.
+    pub fn silu(
+        &self,
+        stream: &Stream,
+        x: DeviceSlice<f32>,
+        out: DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        self.unary(&self.silu, "silu", stream, x, out)
+    }
+
+    /// GELU, ggml's tanh approximation.
+    pub fn gelu(
+        &self,
+        stream: &Stream,
+        x: DeviceSlice<f32>,
+        out: DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        self.unary(&self.gelu, "gelu", stream, x, out)
+    }
+
+    /// f32 → f16, round to nearest even.
+    pub fn f32_to_f16(
+        &self,
+        stream: &Stream,
+        x: DeviceSlice<f32>,
+        out: DeviceSliceMut<f16>,
+    ) -> Result<()> {
+        let n = same_len("f32_to_f16", &[x.len(), out.len()])?;
+        if n == 0 {
+            return Ok(());
+        }
+        self.f32_to_f16
+            .launch(stream, &grid_stride_config(n)?, (x, out, n as u64))?;
+        Ok(())
+    }
+
+    /// f16 → f32 (exact).
+    pub fn f16_to_f32(
+        &self,
+        stream: &Stream,
+        x: DeviceSlice<f16>,
+        out: DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        let n = same_len("f16_to_f32", &[x.len(), out.len()])?;
+        if n == 0 {
+            return Ok(());
+        }
+        self.f16_to_f32
+            .launch(stream, &grid_stride_config(n)?, (x, out, n as u64))?;
+        Ok(())
+    }
+
+    /// f32 → bf16, round to nearest even (NaN stays NaN).
+    pub fn f32_to_bf16(
+        &self,
+        stream: &Stream,
+        x: DeviceSlice<f32>,
+        out: DeviceSliceMut<bf16>,
+    ) -> Result<()> {
+        let n = same_len("f32_to_bf16", &[x.len(), out.len()])?;
+        if n == 0 {
+            return Ok(());
+        }
+        self.f32_to_bf16
+            .launch(stream, &grid_stride_config(n)?, (x, out, n as u64))?;
+        Ok(())
+    }
+
+    /// bf16 → f32 (exact).
+    pub fn bf16_to_f32(
+        &self,
+        stream: &Stream,
+        x: DeviceSlice<bf16>,
+        out: DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        let n = same_len("bf16_to_f32", &[x.len(), out.len()])?;
+        if n == 0 {
+            return Ok(());
+        }
+        self.bf16_to_f32
+            .launch(stream, &grid_stride_config(n)?, (x, out, n as u64))?;
+        Ok(())
+    }
+}
