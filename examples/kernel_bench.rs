@@ -2,7 +2,7 @@
 //! weight type — time, achieved GB/s and the fraction of the measured device copy
 //! bandwidth — and matrix × matrix at 512 tokens (prefill), TFLOP/s.
 //!
-//! `cargo run --release --example kernel_bench [-- --quick] [--types q4_0,q8_0,f16]`
+//! `cargo run --release --example kernel_bench [-- --quick] [--no-matmul] [--types q4_0,q8_0,f16]`
 
 use std::process::ExitCode;
 
@@ -62,7 +62,7 @@ fn weight_bytes(ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
     bytes
 }
 
-fn run(quick: bool, types: &[GgmlType]) -> rocmforge::kernels::Result<()> {
+fn run(quick: bool, matmul: bool, types: &[GgmlType]) -> rocmforge::kernels::Result<()> {
     let device = Device::new(0)?;
     let stream = device.new_stream()?;
     let p = device.properties();
@@ -121,6 +121,9 @@ fn run(quick: bool, types: &[GgmlType]) -> rocmforge::kernels::Result<()> {
         }
     }
 
+    if !matmul {
+        return Ok(());
+    }
     println!(
         "\nmatrix x matrix (prefill, 512 tokens), median of {}",
         reps.min(10)
@@ -159,6 +162,7 @@ fn run(quick: bool, types: &[GgmlType]) -> rocmforge::kernels::Result<()> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
+    let matmul = !args.iter().any(|a| a == "--no-matmul");
     let types: Vec<GgmlType> = match args.iter().position(|a| a == "--types") {
         Some(i) => match args.get(i + 1).map(|list| {
             list.split(',')
@@ -173,7 +177,7 @@ fn main() -> ExitCode {
         },
         None => GPU_WEIGHT_TYPES.to_vec(),
     };
-    match run(quick, &types) {
+    match run(quick, matmul, &types) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,239 +1,221 @@
 // Kernels over weights in ggml's block formats: matrix x vector (decode), matrix x
-// matrix (prefill), row lookup (embeddings) and whole-tensor dequantization.
-//
-// A weight matrix has `rows` rows of `cols` elements; each row is cols / block_elems
-// consecutive ggml blocks (byte layouts exactly as ggml-common.h: see each decoder).
-// All work is split into "chunks" of 32 consecutive elements of a row (one block for
-// the 32-element types, an eighth of a super-block for the K-quants), decoded to f32 the
-// way ggml's dequantize_row_* does.
+// matrix (prefill, simple), row lookup (embeddings) and whole-tensor dequantization.
+// The decoders (rf_elem_T) are in quant_decode.h.
 
-RF_DEVICE float rf_ld_half(const rf_u8* p) {
-    return rf_half_to_float((rf_u16)(p[0] | (p[1] << 8)));
+// ---- fast matrix x vector for the types that dominate decode ----------------------
+// Vector loads: the weights must start 16-byte aligned and x 16-byte aligned (checked
+// by the launcher). One wave per row.
+
+struct alignas(16) rf_u32x4 { rf_u32 x, y, z, w; };
+struct alignas(16) rf_f32x4 { float x, y, z, w; };
+
+RF_DEVICE float rf_dot4(rf_f32x4 a, float b0, float b1, float b2, float b3) {
+    return a.x * b0 + a.y * b1 + a.z * b2 + a.w * b3;
 }
 
-// ---- chunk decoders: fill v[0..32) with elements [32*c, 32*c + 32) of a row ----------
-
-// F32: plain floats.
-RF_DEVICE void rf_chunk_f32(const rf_u8* row, rf_u32 c, float* v) {
-    const float* p = (const float*)row + 32 * c;
-#pragma unroll
-    for (int i = 0; i < 32; ++i) v[i] = p[i];
+RF_DEVICE rf_u32 rf_ld_u32_2(const rf_u8* p) {  // 2-byte-aligned 32-bit load
+    const rf_u16* q = (const rf_u16*)p;
+    return (rf_u32)q[0] | ((rf_u32)q[1] << 16);
 }
 
-RF_DEVICE void rf_chunk_f16(const rf_u8* row, rf_u32 c, float* v) {
-    const rf_u16* p = (const rf_u16*)row + 32 * c;
-#pragma unroll
-    for (int i = 0; i < 32; ++i) v[i] = rf_half_to_float(p[i]);
-}
+#define RF_MATVEC_PROLOGUE                                                                \
+    const rf_u32 row = blockIdx.x * (blockDim.x / WAVE_SIZE) + threadIdx.x / WAVE_SIZE;   \
+    if (row >= rows) return;                                                              \
+    const rf_u32 lane = threadIdx.x % WAVE_SIZE;                                          \
+    const rf_f32x4* x4 = (const rf_f32x4*)x;                                              \
+    float sum = 0.0f;
 
-RF_DEVICE void rf_chunk_bf16(const rf_u8* row, rf_u32 c, float* v) {
-    const rf_u16* p = (const rf_u16*)row + 32 * c;
-#pragma unroll
-    for (int i = 0; i < 32; ++i) v[i] = rf_bf16_to_float(p[i]);
-}
+#define RF_MATVEC_EPILOGUE            \
+    sum = rf_wave_sum(sum);           \
+    if (lane == 0) y[row] = sum;
 
-// Q4_0 (18 bytes): f16 d; u8 qs[16]. x[j] = ((qs[j] & 15) - 8) d, x[j+16] = ((qs[j] >> 4) - 8) d.
-RF_DEVICE void rf_chunk_q4_0(const rf_u8* row, rf_u32 c, float* v) {
-    const rf_u8* b = row + 18 * c;
-    const float d = rf_ld_half(b);
-#pragma unroll
-    for (int j = 0; j < 16; ++j) {
-        const rf_u8 q = b[2 + j];
-        v[j] = (float)((int)(q & 15) - 8) * d;
-        v[j + 16] = (float)((int)(q >> 4) - 8) * d;
+// 16-bit floats: each lane takes 8 consecutive elements (one 16-byte load) per step.
+#define RF_MATVEC_16BIT(T, CVT)                                                                   \
+extern "C" __global__ void rf_matvec_##T(const rf_u8* w, const float* x, float* y, rf_u32 rows,  \
+                                         rf_u32 cols) {                                          \
+    RF_MATVEC_PROLOGUE                                                                           \
+    const rf_u32x4* wr = (const rf_u32x4*)(w + (rf_u64)row * cols * 2);                          \
+    _Pragma("unroll 4")                                                                          \
+    for (rf_u32 i = lane; i < cols / 8; i += WAVE_SIZE) {                                        \
+        const rf_u32x4 q = wr[i];                                                                \
+        const rf_f32x4 a = x4[2 * i], b = x4[2 * i + 1];                                         \
+        sum += rf_dot4(a, CVT(q.x & 0xffff), CVT(q.x >> 16), CVT(q.y & 0xffff), CVT(q.y >> 16)); \
+        sum += rf_dot4(b, CVT(q.z & 0xffff), CVT(q.z >> 16), CVT(q.w & 0xffff), CVT(q.w >> 16)); \
+    }                                                                                            \
+    RF_MATVEC_EPILOGUE                                                                           \
+}
+RF_MATVEC_16BIT(f16, rf_half_to_float)
+RF_MATVEC_16BIT(bf16, rf_bf16_to_float)
+
+extern "C" __global__ void rf_matvec_f32(const rf_u8* w, const float* x, float* y, rf_u32 rows, rf_u32 cols) {
+    RF_MATVEC_PROLOGUE
+    const rf_f32x4* wr = (const rf_f32x4*)(w + (rf_u64)row * cols * 4);
+    _Pragma("unroll 4")
+    for (rf_u32 i = lane; i < cols / 4; i += WAVE_SIZE) {
+        const rf_f32x4 q = wr[i];
+        sum += rf_dot4(x4[i], q.x, q.y, q.z, q.w);
     }
+    RF_MATVEC_EPILOGUE
 }
 
-// Q4_1 (20 bytes): f16 d, f16 m; u8 qs[16]. x = q d + m.
-RF_DEVICE void rf_chunk_q4_1(const rf_u8* row, rf_u32 c, float* v) {
-    const rf_u8* b = row + 20 * c;
-    const float d = rf_ld_half(b);
-    const float m = rf_ld_half(b + 2);
-#pragma unroll
-    for (int j = 0; j < 16; ++j) {
-        const rf_u8 q = b[4 + j];
-        v[j] = (float)(q & 15) * d + m;
-        v[j + 16] = (float)(q >> 4) * d + m;
+// The block kernels below: a block of several waves computes RF_MV_ROWS rows; its waves
+// split the row's chunks between them (more loads in flight for short matrices) and
+// each x load serves all RF_MV_ROWS rows. Partial sums meet in shared memory.
+#define RF_MV_ROWS 2
+
+#define RF_MATVEC_BLOCK_PROLOGUE(BLOCK_BYTES)                                                      \
+    const rf_u32 row0 = blockIdx.x * RF_MV_ROWS;                                                   \
+    if (row0 >= rows) return;                                                                      \
+    const rf_u32 lane = threadIdx.x % WAVE_SIZE;                                                   \
+    const rf_u32 wave = threadIdx.x / WAVE_SIZE;                                                   \
+    const rf_u32 waves = blockDim.x / WAVE_SIZE;                                                   \
+    const rf_u32 p = lane % 4;                                                                     \
+    const rf_f32x4* x4 = (const rf_f32x4*)x;                                                       \
+    const rf_u64 row_bytes = (rf_u64)(cols / 32) * BLOCK_BYTES;                                    \
+    const rf_u8* wrs[RF_MV_ROWS];                                                                  \
+    float sums[RF_MV_ROWS];                                                                        \
+    _Pragma("unroll") for (int r = 0; r < RF_MV_ROWS; ++r) {                                       \
+        /* a row past the end re-reads row0: harmless, and never written */                       \
+        wrs[r] = w + (rf_u64)(row0 + r < rows ? row0 + r : row0) * row_bytes;                      \
+        sums[r] = 0.0f;                                                                            \
+    }                                                                                              \
+    const rf_u32 c_first = wave * (WAVE_SIZE / 4) + lane / 4;                                      \
+    const rf_u32 c_step = waves * (WAVE_SIZE / 4);
+
+#define RF_MATVEC_BLOCK_EPILOGUE                                                             \
+    __shared__ float partial[1024 / 32][RF_MV_ROWS];                                         \
+    _Pragma("unroll") for (int r = 0; r < RF_MV_ROWS; ++r) {                                 \
+        const float t = rf_wave_sum(sums[r]);                                                \
+        if (lane == 0) partial[wave][r] = t;                                                 \
+    }                                                                                        \
+    __syncthreads();                                                                         \
+    if (threadIdx.x < RF_MV_ROWS && row0 + threadIdx.x < rows) {                             \
+        float total = 0.0f;                                                                  \
+        for (rf_u32 i = 0; i < waves; ++i) total += partial[i][threadIdx.x];                 \
+        y[row0 + threadIdx.x] = total;                                                       \
     }
-}
 
-RF_DEVICE rf_u32 rf_ld_u32(const rf_u8* p) {
-    return (rf_u32)p[0] | ((rf_u32)p[1] << 8) | ((rf_u32)p[2] << 16) | ((rf_u32)p[3] << 24);
-}
+// 32-element blocks: four lanes share a block. For the 4/5-bit types lane p takes qs
+// bytes [4p, 4p+4): elements 4p..4p+3 (low nibbles) and 16+4p..16+4p+3 (high nibbles).
+#define RF_NIBBLES(q, k) ((float)(((q) >> (8 * (k))) & 15))
+#define RF_HIGH_NIBBLES(q, k) ((float)(((q) >> (8 * (k) + 4)) & 15))
 
-// Q5_0 (22 bytes): f16 d; u8 qh[4] (the 5th bits, little-endian u32); u8 qs[16].
-RF_DEVICE void rf_chunk_q5_0(const rf_u8* row, rf_u32 c, float* v) {
-    const rf_u8* b = row + 22 * c;
-    const float d = rf_ld_half(b);
-    const rf_u32 qh = rf_ld_u32(b + 2);
-#pragma unroll
-    for (int j = 0; j < 16; ++j) {
-        const rf_u8 q = b[6 + j];
-        const rf_u32 h0 = ((qh >> j) << 4) & 0x10;
-        const rf_u32 h1 = (qh >> (j + 12)) & 0x10;
-        v[j] = (float)((int)((q & 15) | h0) - 16) * d;
-        v[j + 16] = (float)((int)((q >> 4) | h1) - 16) * d;
-    }
-}
-
-// Q5_1 (24 bytes): f16 d, f16 m; u8 qh[4]; u8 qs[16]. x = q d + m.
-RF_DEVICE void rf_chunk_q5_1(const rf_u8* row, rf_u32 c, float* v) {
-    const rf_u8* b = row + 24 * c;
-    const float d = rf_ld_half(b);
-    const float m = rf_ld_half(b + 2);
-    const rf_u32 qh = rf_ld_u32(b + 4);
-#pragma unroll
-    for (int j = 0; j < 16; ++j) {
-        const rf_u8 q = b[8 + j];
-        const rf_u32 h0 = ((qh >> j) << 4) & 0x10;
-        const rf_u32 h1 = (qh >> (j + 12)) & 0x10;
-        v[j] = (float)((q & 15) | h0) * d + m;
-        v[j + 16] = (float)((q >> 4) | h1) * d + m;
-    }
-}
-
-// Q8_0 (34 bytes): f16 d; i8 qs[32]. x = q d.
-RF_DEVICE void rf_chunk_q8_0(const rf_u8* row, rf_u32 c, float* v) {
-    const rf_u8* b = row + 34 * c;
-    const float d = rf_ld_half(b);
-#pragma unroll
-    for (int j = 0; j < 32; ++j) v[j] = (float)(rf_i8)b[2 + j] * d;
-}
-
-// Q2_K (84 bytes): u8 scales[16] (low nibble scale, high nibble min); u8 qs[64];
-// f16 d; f16 dmin. Chunk c: half h = c/4, shift 2(c%4); elements 16p+l (p = 0, 1) use
-// qs[32h + 16p + l] and scales[8h + 2(c%4) + p].
-RF_DEVICE void rf_chunk_q2_K(const rf_u8* row, rf_u32 c, float* v) {
-    const rf_u8* b = row + 84 * (c / 8);
-    const rf_u32 s = c % 8;
-    const rf_u32 h = s / 4, j = s % 4;
-    const float d = rf_ld_half(b + 80);
-    const float dmin = rf_ld_half(b + 82);
-#pragma unroll
-    for (int p = 0; p < 2; ++p) {
-        const rf_u8 sc = b[8 * h + 2 * j + p];
-        const float dl = d * (float)(sc & 15);
-        const float ml = dmin * (float)(sc >> 4);
-#pragma unroll
-        for (int l = 0; l < 16; ++l) {
-            const rf_u8 q = b[16 + 32 * h + 16 * p + l];
-            v[16 * p + l] = dl * (float)((q >> (2 * j)) & 3) - ml;
+extern "C" __global__ void rf_matvec_q4_0(const rf_u8* w, const float* x, float* y, rf_u32 rows, rf_u32 cols) {
+    RF_MATVEC_BLOCK_PROLOGUE(18)
+    _Pragma("unroll 4")
+    for (rf_u32 c = c_first; c < cols / 32; c += c_step) {
+        const rf_f32x4 lo = x4[8 * c + p], hi = x4[8 * c + 4 + p];
+        _Pragma("unroll") for (int r = 0; r < RF_MV_ROWS; ++r) {
+            const rf_u8* b = wrs[r] + 18 * c;
+            const float d = rf_half_to_float(*(const rf_u16*)b);
+            const rf_u32 q = rf_ld_u32_2(b + 2 + 4 * p);
+            const float s = rf_dot4(lo, RF_NIBBLES(q, 0) - 8.f, RF_NIBBLES(q, 1) - 8.f, RF_NIBBLES(q, 2) - 8.f, RF_NIBBLES(q, 3) - 8.f)
+                          + rf_dot4(hi, RF_HIGH_NIBBLES(q, 0) - 8.f, RF_HIGH_NIBBLES(q, 1) - 8.f, RF_HIGH_NIBBLES(q, 2) - 8.f, RF_HIGH_NIBBLES(q, 3) - 8.f);
+            sums[r] += d * s;
         }
     }
+    RF_MATVEC_BLOCK_EPILOGUE
 }
 
-// Q3_K (110 bytes): u8 hmask[32]; u8 qs[64]; u8 scales[12] (16 6-bit scales, packed);
-// f16 d. Chunk c: half h = c/4, j = c%4; element 16p+l: low bits qs[32h + 16p + l] >> 2j,
-// high bit hmask[16p + l] bit (4h + j) (set: +0, clear: -4), scale 8h + 2j + p.
-RF_DEVICE int rf_q3_K_scale(const rf_u8* sc, rf_u32 is) {
-    // ggml's unpacking of the 12 bytes into 16 signed 6-bit scales (minus 32).
-    const rf_u32 low = is < 8 ? (sc[is % 8] >> (4 * (is / 8))) & 15 : (sc[is % 8] >> 4) & 15;
-    const rf_u32 high = (sc[8 + is % 4] >> (2 * (is / 4))) & 3;
-    return (int)(low | (high << 4)) - 32;
-}
-
-RF_DEVICE void rf_chunk_q3_K(const rf_u8* row, rf_u32 c, float* v) {
-    const rf_u8* b = row + 110 * (c / 8);
-    const rf_u32 s = c % 8;
-    const rf_u32 h = s / 4, j = s % 4;
-    const float d = rf_ld_half(b + 108);
-    const rf_u8 mask = (rf_u8)(1u << (4 * h + j));
-#pragma unroll
-    for (int p = 0; p < 2; ++p) {
-        const float dl = d * (float)rf_q3_K_scale(b + 96, 8 * h + 2 * j + p);
-#pragma unroll
-        for (int l = 0; l < 16; ++l) {
-            const int q = (b[32 + 32 * h + 16 * p + l] >> (2 * j)) & 3;
-            const int hb = (b[16 * p + l] & mask) ? 0 : 4;
-            v[16 * p + l] = dl * (float)(q - hb);
+extern "C" __global__ void rf_matvec_q4_1(const rf_u8* w, const float* x, float* y, rf_u32 rows, rf_u32 cols) {
+    RF_MATVEC_BLOCK_PROLOGUE(20)
+    _Pragma("unroll 4")
+    for (rf_u32 c = c_first; c < cols / 32; c += c_step) {
+        const rf_f32x4 lo = x4[8 * c + p], hi = x4[8 * c + 4 + p];
+        const float xs = lo.x + lo.y + lo.z + lo.w + hi.x + hi.y + hi.z + hi.w;
+        _Pragma("unroll") for (int r = 0; r < RF_MV_ROWS; ++r) {
+            const rf_u8* b = wrs[r] + 20 * c;
+            const rf_u32 dm = *(const rf_u32*)b;
+            const float d = rf_half_to_float((rf_u16)(dm & 0xffff)), m = rf_half_to_float((rf_u16)(dm >> 16));
+            const rf_u32 q = *(const rf_u32*)(b + 4 + 4 * p);
+            const float s = rf_dot4(lo, RF_NIBBLES(q, 0), RF_NIBBLES(q, 1), RF_NIBBLES(q, 2), RF_NIBBLES(q, 3))
+                          + rf_dot4(hi, RF_HIGH_NIBBLES(q, 0), RF_HIGH_NIBBLES(q, 1), RF_HIGH_NIBBLES(q, 2), RF_HIGH_NIBBLES(q, 3));
+            sums[r] += d * s + m * xs;
         }
     }
+    RF_MATVEC_BLOCK_EPILOGUE
 }
 
-// The 6-bit scale and min number j (0..7) of a Q4_K/Q5_K super-block (ggml's get_scale_min_k4).
-RF_DEVICE void rf_scale_min_k4(rf_u32 j, const rf_u8* q, rf_u32* sc, rf_u32* m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+// 5th bits: element 4p+k uses qh bit 4p+k, element 16+4p+k bit 16+4p+k.
+#define RF_Q5_LO(q, qh, p, k) ((float)((((q) >> (8 * (k))) & 15) | ((((qh) >> (4 * (p) + (k))) & 1) << 4)))
+#define RF_Q5_HI(q, qh, p, k) ((float)((((q) >> (8 * (k) + 4)) & 15) | ((((qh) >> (16 + 4 * (p) + (k))) & 1) << 4)))
+
+extern "C" __global__ void rf_matvec_q5_0(const rf_u8* w, const float* x, float* y, rf_u32 rows, rf_u32 cols) {
+    RF_MATVEC_BLOCK_PROLOGUE(22)
+    _Pragma("unroll 4")
+    for (rf_u32 c = c_first; c < cols / 32; c += c_step) {
+        const rf_f32x4 lo = x4[8 * c + p], hi = x4[8 * c + 4 + p];
+        _Pragma("unroll") for (int r = 0; r < RF_MV_ROWS; ++r) {
+            const rf_u8* b = wrs[r] + 22 * c;
+            const float d = rf_half_to_float(*(const rf_u16*)b);
+            const rf_u32 qh = rf_ld_u32_2(b + 2);
+            const rf_u32 q = rf_ld_u32_2(b + 6 + 4 * p);
+            const float s = rf_dot4(lo, RF_Q5_LO(q, qh, p, 0) - 16.f, RF_Q5_LO(q, qh, p, 1) - 16.f, RF_Q5_LO(q, qh, p, 2) - 16.f, RF_Q5_LO(q, qh, p, 3) - 16.f)
+                          + rf_dot4(hi, RF_Q5_HI(q, qh, p, 0) - 16.f, RF_Q5_HI(q, qh, p, 1) - 16.f, RF_Q5_HI(q, qh, p, 2) - 16.f, RF_Q5_HI(q, qh, p, 3) - 16.f);
+            sums[r] += d * s;
+        }
     }
+    RF_MATVEC_BLOCK_EPILOGUE
 }
 
-// Q4_K (144 bytes): f16 d; f16 dmin; u8 scales[12]; u8 qs[128]. Chunk c: group g = c/2
-// of 64 elements, low (c even) or high (c odd) nibbles of qs[32g .. 32g + 32).
-RF_DEVICE void rf_chunk_q4_K(const rf_u8* row, rf_u32 c, float* v) {
-    const rf_u8* b = row + 144 * (c / 8);
-    const rf_u32 s = c % 8;
-    const float d = rf_ld_half(b);
-    const float dmin = rf_ld_half(b + 2);
-    rf_u32 sc, m;
-    rf_scale_min_k4(s, b + 4, &sc, &m);
-    const float d1 = d * (float)sc;
-    const float m1 = dmin * (float)m;
-    const rf_u8* q = b + 16 + 32 * (s / 2);
-    const rf_u32 shift = 4 * (s % 2);
-#pragma unroll
-    for (int l = 0; l < 32; ++l) v[l] = d1 * (float)((q[l] >> shift) & 15) - m1;
-}
-
-// Q5_K (176 bytes): f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]. As Q4_K,
-// plus a 5th bit from qh[l] bit c.
-RF_DEVICE void rf_chunk_q5_K(const rf_u8* row, rf_u32 c, float* v) {
-    const rf_u8* b = row + 176 * (c / 8);
-    const rf_u32 s = c % 8;
-    const float d = rf_ld_half(b);
-    const float dmin = rf_ld_half(b + 2);
-    rf_u32 sc, m;
-    rf_scale_min_k4(s, b + 4, &sc, &m);
-    const float d1 = d * (float)sc;
-    const float m1 = dmin * (float)m;
-    const rf_u8* qh = b + 16;
-    const rf_u8* q = b + 48 + 32 * (s / 2);
-    const rf_u32 shift = 4 * (s % 2);
-#pragma unroll
-    for (int l = 0; l < 32; ++l) {
-        const rf_u32 hi = (qh[l] >> s) & 1;
-        v[l] = d1 * (float)(((q[l] >> shift) & 15) + 16 * hi) - m1;
+extern "C" __global__ void rf_matvec_q5_1(const rf_u8* w, const float* x, float* y, rf_u32 rows, rf_u32 cols) {
+    RF_MATVEC_BLOCK_PROLOGUE(24)
+    _Pragma("unroll 4")
+    for (rf_u32 c = c_first; c < cols / 32; c += c_step) {
+        const rf_f32x4 lo = x4[8 * c + p], hi = x4[8 * c + 4 + p];
+        const float xs = lo.x + lo.y + lo.z + lo.w + hi.x + hi.y + hi.z + hi.w;
+        _Pragma("unroll") for (int r = 0; r < RF_MV_ROWS; ++r) {
+            const rf_u8* b = wrs[r] + 24 * c;
+            const rf_u32 dm = *(const rf_u32*)b;
+            const float d = rf_half_to_float((rf_u16)(dm & 0xffff)), m = rf_half_to_float((rf_u16)(dm >> 16));
+            const rf_u32 qh = *(const rf_u32*)(b + 4);
+            const rf_u32 q = *(const rf_u32*)(b + 8 + 4 * p);
+            const float s = rf_dot4(lo, RF_Q5_LO(q, qh, p, 0), RF_Q5_LO(q, qh, p, 1), RF_Q5_LO(q, qh, p, 2), RF_Q5_LO(q, qh, p, 3))
+                          + rf_dot4(hi, RF_Q5_HI(q, qh, p, 0), RF_Q5_HI(q, qh, p, 1), RF_Q5_HI(q, qh, p, 2), RF_Q5_HI(q, qh, p, 3));
+            sums[r] += d * s + m * xs;
+        }
     }
+    RF_MATVEC_BLOCK_EPILOGUE
 }
 
-// Q6_K (210 bytes): u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d. Chunk c: half h = c/4,
-// k = c%4; element l: low 4 bits from ql[64h + 32(k%2) + l] (high nibble when k >= 2),
-// 2 high bits from qh[32h + l] >> 2k, minus 32; scale scales[8h + 2k + l/16].
-RF_DEVICE void rf_chunk_q6_K(const rf_u8* row, rf_u32 c, float* v) {
-    const rf_u8* b = row + 210 * (c / 8);
-    const rf_u32 s = c % 8;
-    const rf_u32 h = s / 4, k = s % 4;
-    const float d = rf_ld_half(b + 208);
-    const rf_u8* ql = b + 64 * h + 32 * (k % 2);
-    const rf_u8* qh = b + 128 + 32 * h;
-    const rf_i8* sc = (const rf_i8*)(b + 192) + 8 * h + 2 * k;
-    const rf_u32 shift = k >= 2 ? 4 : 0;
-#pragma unroll
-    for (int l = 0; l < 32; ++l) {
-        const int q = (int)(((ql[l] >> shift) & 15) | (((qh[l] >> (2 * k)) & 3) << 4)) - 32;
-        v[l] = d * (float)sc[l / 16] * (float)q;
+// Q8_0: lane p takes qs bytes [8p, 8p+8) (four 2-byte-aligned loads).
+#define RF_I8(q, k) ((float)(rf_i8)(((q) >> (8 * (k))) & 0xff))
+extern "C" __global__ void rf_matvec_q8_0(const rf_u8* w, const float* x, float* y, rf_u32 rows, rf_u32 cols) {
+    RF_MATVEC_BLOCK_PROLOGUE(34)
+    _Pragma("unroll 4")
+    for (rf_u32 c = c_first; c < cols / 32; c += c_step) {
+        const rf_f32x4 a = x4[8 * c + 2 * p], e = x4[8 * c + 2 * p + 1];
+        _Pragma("unroll") for (int r = 0; r < RF_MV_ROWS; ++r) {
+            const rf_u8* b = wrs[r] + 34 * c;
+            const float d = rf_half_to_float(*(const rf_u16*)b);
+            const rf_u32 q0 = rf_ld_u32_2(b + 2 + 8 * p), q1 = rf_ld_u32_2(b + 6 + 8 * p);
+            const float s = rf_dot4(a, RF_I8(q0, 0), RF_I8(q0, 1), RF_I8(q0, 2), RF_I8(q0, 3))
+                          + rf_dot4(e, RF_I8(q1, 0), RF_I8(q1, 1), RF_I8(q1, 2), RF_I8(q1, 3));
+            sums[r] += d * s;
+        }
     }
+    RF_MATVEC_BLOCK_EPILOGUE
 }
 
 // ---- kernels, instantiated per type ------------------------------------------------
 
-// y[row] = W[row] . x. One wave per row; lanes stride over the row's chunks.
+// y[row] = W[row] . x. One wave per row. Four consecutive lanes share a 32-element
+// chunk, 8 contiguous elements each, so a wave reads 8 consecutive chunks of weights and
+// of x at once (coalesced), and many loads are in flight per lane (unrolled loop).
 #define RF_MATVEC(T, BLOCK_BYTES, BLOCK_ELEMS)                                                        \
 extern "C" __global__ void rf_matvec_##T(const rf_u8* w, const float* x, float* y, rf_u32 rows,      \
                                          rf_u32 cols) {                                              \
     const rf_u32 row = blockIdx.x * (blockDim.x / WAVE_SIZE) + threadIdx.x / WAVE_SIZE;              \
     if (row >= rows) return;                                                                         \
     const rf_u32 lane = threadIdx.x % WAVE_SIZE;                                                     \
+    const rf_u32 part = lane % 4;                                                                    \
     const rf_u8* wr = w + (rf_u64)row * ((rf_u64)(cols / BLOCK_ELEMS) * BLOCK_BYTES);                \
     float sum = 0.0f;                                                                                \
-    for (rf_u32 c = lane; c < cols / 32; c += WAVE_SIZE) {                                           \
-        float v[32];                                                                                 \
-        rf_chunk_##T(wr, c, v);                                                                      \
-        const float* xc = x + 32 * c;                                                                \
-        _Pragma("unroll") for (int i = 0; i < 32; ++i) sum += v[i] * xc[i];                          \
+    _Pragma("unroll 4")                                                                              \
+    for (rf_u32 c = lane / 4; c < cols / 32; c += WAVE_SIZE / 4) {                                   \
+        const float* xc = x + 32 * c + 8 * part;                                                     \
+        _Pragma("unroll") for (rf_u32 i = 0; i < 8; ++i)                                             \
+            sum += rf_elem_##T(wr, c, 8 * part + i) * xc[i];                                         \
     }                                                                                                \
     sum = rf_wave_sum(sum);                                                                          \
     if (lane == 0) y[row] = sum;                                                                     \
@@ -255,7 +237,7 @@ extern "C" __global__ void rf_matmul_##T(const rf_u8* w, const float* x, float* 
     _Pragma("unroll") for (int t = 0; t < RF_MATMUL_TOKENS; ++t) sum[t] = 0.0f;                      \
     for (rf_u32 c = lane; c < cols / 32; c += WAVE_SIZE) {                                           \
         float v[32];                                                                                 \
-        rf_chunk_##T(wr, c, v);                                                                      \
+        _Pragma("unroll") for (rf_u32 i = 0; i < 32; ++i) v[i] = rf_elem_##T(wr, c, i);              \
         _Pragma("unroll") for (int t = 0; t < RF_MATMUL_TOKENS; ++t) {                               \
             if (t < nt) {                                                                            \
                 const float* xc = x + (rf_u64)(t0 + t) * cols + 32 * c;                              \
@@ -288,9 +270,7 @@ extern "C" __global__ void rf_get_rows_##T(const rf_u8* w, const rf_u32* ids, fl
         return;                                                                                      \
     }                                                                                                \
     const rf_u8* wr = w + (rf_u64)id * ((rf_u64)(cols / BLOCK_ELEMS) * BLOCK_BYTES);                 \
-    float v[32];                                                                                     \
-    rf_chunk_##T(wr, c, v);                                                                          \
-    _Pragma("unroll") for (int j = 0; j < 32; ++j) o[j] = v[j];                                      \
+    _Pragma("unroll") for (rf_u32 j = 0; j < 32; ++j) o[j] = rf_elem_##T(wr, c, j);                 \
 }
 
 // Whole tensor of n_chunks chunks (rows of `cols` laid end to end) to f32 or f16.
@@ -298,17 +278,25 @@ extern "C" __global__ void rf_get_rows_##T(const rf_u8* w, const rf_u32* ids, fl
 extern "C" __global__ void rf_dequantize_##T##_f32(const rf_u8* w, float* out, rf_u64 n_chunks) {   \
     const rf_u64 c = rf_global_index();                                                              \
     if (c >= n_chunks) return;                                                                       \
-    float v[32];                                                                                     \
-    rf_chunk_##T(w + (c * 32 / BLOCK_ELEMS) * BLOCK_BYTES, (rf_u32)(c % (BLOCK_ELEMS / 32)), v);     \
-    _Pragma("unroll") for (int j = 0; j < 32; ++j) out[c * 32 + j] = v[j];                           \
+    const rf_u8* b = w + (c * 32 / BLOCK_ELEMS) * BLOCK_BYTES;                                       \
+    const rf_u32 s = (rf_u32)(c % (BLOCK_ELEMS / 32));                                               \
+    _Pragma("unroll") for (rf_u32 j = 0; j < 32; ++j) out[c * 32 + j] = rf_elem_##T(b, s, j);       \
 }                                                                                                    \
 extern "C" __global__ void rf_dequantize_##T##_f16(const rf_u8* w, rf_u16* out, rf_u64 n_chunks) {  \
     const rf_u64 c = rf_global_index();                                                              \
     if (c >= n_chunks) return;                                                                       \
-    float v[32];                                                                                     \
-    rf_chunk_##T(w + (c * 32 / BLOCK_ELEMS) * BLOCK_BYTES, (rf_u32)(c % (BLOCK_ELEMS / 32)), v);     \
-    _Pragma("unroll") for (int j = 0; j < 32; ++j) out[c * 32 + j] = rf_float_to_half(v[j]);        \
+    const rf_u8* b = w + (c * 32 / BLOCK_ELEMS) * BLOCK_BYTES;                                       \
+    const rf_u32 s = (rf_u32)(c % (BLOCK_ELEMS / 32));                                               \
+    _Pragma("unroll") for (rf_u32 j = 0; j < 32; ++j)                                                \
+        out[c * 32 + j] = rf_float_to_half(rf_elem_##T(b, s, j));                                    \
 }
+
+// RF_QUANT_KERNELS: every kernel of a type; RF_QUANT_KERNELS_FAST_MATVEC: the same
+// without matvec, for the types with a hand-written one above.
+#define RF_QUANT_KERNELS_FAST_MATVEC(T, BLOCK_BYTES, BLOCK_ELEMS) \
+    RF_MATMUL(T, BLOCK_BYTES, BLOCK_ELEMS)                        \
+    RF_GET_ROWS(T, BLOCK_BYTES, BLOCK_ELEMS)                      \
+    RF_DEQUANTIZE(T, BLOCK_BYTES, BLOCK_ELEMS)
 
 #define RF_QUANT_KERNELS(T, BLOCK_BYTES, BLOCK_ELEMS) \
     RF_MATVEC(T, BLOCK_BYTES, BLOCK_ELEMS)            \
@@ -316,14 +304,14 @@ extern "C" __global__ void rf_dequantize_##T##_f16(const rf_u8* w, rf_u16* out, 
     RF_GET_ROWS(T, BLOCK_BYTES, BLOCK_ELEMS)          \
     RF_DEQUANTIZE(T, BLOCK_BYTES, BLOCK_ELEMS)
 
-RF_QUANT_KERNELS(f32, 128, 32)
-RF_QUANT_KERNELS(f16, 64, 32)
-RF_QUANT_KERNELS(bf16, 64, 32)
-RF_QUANT_KERNELS(q4_0, 18, 32)
-RF_QUANT_KERNELS(q4_1, 20, 32)
-RF_QUANT_KERNELS(q5_0, 22, 32)
-RF_QUANT_KERNELS(q5_1, 24, 32)
-RF_QUANT_KERNELS(q8_0, 34, 32)
+RF_QUANT_KERNELS_FAST_MATVEC(f32, 128, 32)
+RF_QUANT_KERNELS_FAST_MATVEC(f16, 64, 32)
+RF_QUANT_KERNELS_FAST_MATVEC(bf16, 64, 32)
+RF_QUANT_KERNELS_FAST_MATVEC(q4_0, 18, 32)
+RF_QUANT_KERNELS_FAST_MATVEC(q4_1, 20, 32)
+RF_QUANT_KERNELS_FAST_MATVEC(q5_0, 22, 32)
+RF_QUANT_KERNELS_FAST_MATVEC(q5_1, 24, 32)
+RF_QUANT_KERNELS_FAST_MATVEC(q8_0, 34, 32)
 RF_QUANT_KERNELS(q2_K, 84, 256)
 RF_QUANT_KERNELS(q3_K, 110, 256)
 RF_QUANT_KERNELS(q4_K, 144, 256)

@@ -10,14 +10,25 @@ pub struct KernelSource {
     pub name: &'static str,
     /// The source text (without the prelude).
     pub source: &'static str,
+    /// Shared headers (besides the prelude) placed before the source, in order.
+    pub includes: &'static [&'static str],
     /// The `extern "C"` kernels it defines.
     pub kernels: &'static [&'static str],
 }
 
+/// Decoders of ggml's block formats (`rf_elem_*`), for sources that read quantized weights.
+pub const QUANT_DECODE_H: &str = include_str!("../kernels/quant_decode.h");
+
 impl KernelSource {
     /// The text handed to the compiler: prelude, then the source.
     pub fn full_source(&self) -> String {
-        format!("{PRELUDE}\n#line 1 \"{}\"\n{}", self.name, self.source)
+        let mut text = String::from(PRELUDE);
+        for include in self.includes {
+            text.push('\n');
+            text.push_str(include);
+        }
+        text.push_str(&format!("\n#line 1 \"{}\"\n{}", self.name, self.source));
+        text
     }
 }
 
@@ -25,6 +36,7 @@ impl KernelSource {
 pub const ELEMENTWISE: KernelSource = KernelSource {
     name: "elementwise.hip",
     source: include_str!("../kernels/elementwise.hip"),
+    includes: &[],
     kernels: &[
         "rf_add_f32",
         "rf_mul_f32",
@@ -43,6 +55,7 @@ pub const ELEMENTWISE: KernelSource = KernelSource {
 pub const NORM: KernelSource = KernelSource {
     name: "norm.hip",
     source: include_str!("../kernels/norm.hip"),
+    includes: &[],
     kernels: &["rf_rms_norm_f32", "rf_layer_norm_f32", "rf_softmax_f32"],
 };
 
@@ -50,6 +63,7 @@ pub const NORM: KernelSource = KernelSource {
 pub const ROPE: KernelSource = KernelSource {
     name: "rope.hip",
     source: include_str!("../kernels/rope.hip"),
+    includes: &[],
     kernels: &["rf_rope_f32", "rf_rope_factors_f32"],
 };
 
@@ -58,6 +72,7 @@ pub const ROPE: KernelSource = KernelSource {
 pub const QUANT: KernelSource = KernelSource {
     name: "quant.hip",
     source: include_str!("../kernels/quant.hip"),
+    includes: &[QUANT_DECODE_H],
     kernels: &[
         "rf_matvec_f32",
         "rf_matmul_f32",
@@ -137,7 +152,9 @@ mod tests {
     /// Kernels instantiated by a macro (`RF_QUANT_KERNELS(q4_0, ...)`) are matched by
     /// their type suffix.
     fn defined(source: &KernelSource, kernel: &str) -> bool {
-        if source.source.contains(&format!("void {kernel}(")) {
+        if source.source.contains(&format!("void {kernel}("))
+            || source.source.contains(&format!("void {kernel}(const"))
+        {
             return true;
         }
         ["rf_matvec_", "rf_matmul_", "rf_get_rows_", "rf_dequantize_"]
@@ -147,6 +164,9 @@ mod tests {
                     let ty = rest.trim_end_matches("_f32").trim_end_matches("_f16");
                     let ty = if ty.is_empty() { rest } else { ty };
                     source.source.contains(&format!("RF_QUANT_KERNELS({ty},"))
+                        || source
+                            .source
+                            .contains(&format!("RF_QUANT_KERNELS_FAST_MATVEC({ty},"))
                 })
             })
     }

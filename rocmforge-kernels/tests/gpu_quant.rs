@@ -228,6 +228,21 @@ fn launchers_reject_mismatched_shapes() {
         .ops
         .matvec(&g.stream, &w, x.as_slice(), y.as_slice_mut())
         .is_err());
+    let x65 = upload(&[0f32; 65]);
+    assert!(
+        g.ops
+            .matvec(&g.stream, &w, x65.slice(1..).unwrap(), y.as_slice_mut())
+            .is_err(),
+        "a misaligned x is refused, not read with vector loads"
+    );
+    let padded = upload(&[bytes.clone(), vec![0u8; 16]].concat());
+    assert!(GpuWeights::new(
+        GgmlType::Q4_0,
+        padded.slice(2..2 + bytes.len()).unwrap(),
+        4,
+        64
+    )
+    .is_err());
     let junk = upload(&[0u8; 36]);
     let iq = GpuWeights::new(GgmlType::Q8_1, junk.as_slice(), 1, 32);
     if let Ok(iq) = iq {

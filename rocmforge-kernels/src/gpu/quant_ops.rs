@@ -32,6 +32,16 @@ pub const GPU_WEIGHT_TYPES: [GgmlType; 13] = [
 
 /// Rows (one wave each) per block of the matvec and matmul kernels.
 const ROWS_PER_BLOCK: u32 = 4;
+/// Rows each block of a matvec kernel computes: `RF_MV_ROWS` in quant.hip for the
+/// hand-written 32-element-block kernels (all waves of a block share those rows and each
+/// x load serves all of them), else one row per wave.
+fn matvec_rows_per_wave(ty: GgmlType) -> usize {
+    match ty {
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => 2,
+        _ => 1,
+    }
+}
+
 /// Tokens per block of the matmul kernel (`RF_MATMUL_TOKENS` in quant.hip).
 const MATMUL_TOKENS: usize = 8;
 
@@ -65,6 +75,9 @@ impl<'a> GpuWeights<'a> {
             .row_bytes(cols)?
             .checked_mul(rows)
             .ok_or_else(|| shape_error(OP, "rows × row bytes overflows"))?;
+        if data.device_ptr() as usize % 16 != 0 {
+            return Err(shape_error(OP, "weights must start at a 16-byte-aligned device address (the kernels use vector loads)"));
+        }
         if data.len() != expected {
             return Err(Error::DataSize {
                 what: format!("{} weights of {rows} × {cols}", ty.name()),
@@ -153,16 +166,23 @@ impl QuantOps {
         })
     }
 
-    fn rows_config(&self, rows: usize, grid_y: usize) -> Result<LaunchConfig> {
-        let blocks = rows.div_ceil(ROWS_PER_BLOCK as usize);
+    /// One wave per unit of work, `waves` waves per block, `grid_y` blocks along y.
+    fn waves_config(&self, units: usize, waves: u32, grid_y: usize) -> Result<LaunchConfig> {
+        let blocks = units.div_ceil(waves as usize);
+        let too_big =
+            |what: &str| shape_error("matrix kernel", format!("too many {what} for one launch"));
         Ok(LaunchConfig {
             grid: Dim3::xy(
-                u32::try_from(blocks).map_err(|_| shape_error("matvec", "too many rows"))?,
-                u32::try_from(grid_y).map_err(|_| shape_error("matmul", "too many tokens"))?,
+                u32::try_from(blocks).map_err(|_| too_big("rows"))?,
+                u32::try_from(grid_y).map_err(|_| too_big("tokens"))?,
             ),
-            block: Dim3::x(ROWS_PER_BLOCK * self.warp_size),
+            block: Dim3::x(waves * self.warp_size),
             shared_mem_bytes: 0,
         })
+    }
+
+    fn rows_config(&self, rows: usize, grid_y: usize) -> Result<LaunchConfig> {
+        self.waves_config(rows, ROWS_PER_BLOCK, grid_y)
     }
 
     /// `y = W · x` (`x`: `cols`, `y`: `rows`).
@@ -187,7 +207,23 @@ impl QuantOps {
                 ),
             ));
         }
-        let cfg = self.rows_config(w.rows, 1)?;
+        if x.device_ptr() as usize % 16 != 0 {
+            return Err(shape_error(
+                OP,
+                "x must start at a 16-byte-aligned device address (the kernels use vector loads)",
+            ));
+        }
+        let rows_per_block = matvec_rows_per_wave(w.ty);
+        let cfg = if rows_per_block > 1 {
+            // A block of ROWS_PER_BLOCK waves per `rows_per_block` rows.
+            self.waves_config(
+                w.rows.div_ceil(rows_per_block) * ROWS_PER_BLOCK as usize,
+                ROWS_PER_BLOCK,
+                1,
+            )?
+        } else {
+            self.rows_config(w.rows, 1)?
+        };
         k.matvec
             .launch(stream, &cfg, (w.data, x, y, w.rows as u32, w.cols as u32))?;
         Ok(())
