@@ -20,7 +20,14 @@ use crate::{
 /// must go through [`DeviceBuffer::move_to_stream`], which orders the two streams with
 /// an event.
 ///
-/// `T: Pod` because device memory can hold any bit pattern and is copied bytewise.
+/// `T: Pod` because device memory can hold any bit pattern and is copied bytewise: types
+/// with pointers or destructors cannot live there.
+///
+/// ```compile_fail
+/// # fn f(stream: &rocmforge_hip::Stream) {
+/// let strings = rocmforge_hip::DeviceBuffer::<String>::alloc(stream, 4);
+/// # }
+/// ```
 pub struct DeviceBuffer<T: Pod> {
     ptr: *mut c_void,
     len: usize,
