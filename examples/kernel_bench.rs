@@ -107,8 +107,13 @@ fn run(quick: bool, matmul: bool, types: &[GgmlType]) -> rocmforge::kernels::Res
             // time per matvec excludes the event overhead but not the launch gaps.
             let ms = time_ms(&stream, reps, |i| {
                 for j in 0..BATCH {
-                    let w = GpuWeights::new(ty, buffers[(i * BATCH + j) % copies].as_slice(), rows, cols)
-                        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                    let w = GpuWeights::new(
+                        ty,
+                        buffers[(i * BATCH + j) % copies].as_slice(),
+                        rows,
+                        cols,
+                    )
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
                     ops.matvec(&stream, &w, x.as_slice(), y.as_slice_mut())
                         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
                 }

@@ -1,5 +1,5 @@
-// Kernels over weights in ggml's block formats: matrix x vector (decode), matrix x
-// matrix (prefill, simple), row lookup (embeddings) and whole-tensor dequantization.
+// Kernels over weights in ggml's block formats: matrix x vector (decode), row lookup
+// (embeddings) and whole-tensor dequantization. Prefill matrix x matrix is in gemm.hip.
 // The decoders (rf_elem_T) are in quant_decode.h.
 
 // ---- fast matrix x vector for the types that dominate decode ----------------------
@@ -221,38 +221,6 @@ extern "C" __global__ void rf_matvec_##T(const rf_u8* w, const float* x, float* 
     if (lane == 0) y[row] = sum;                                                                     \
 }
 
-// Y[t, row] = W[row] . X[t] for n_tokens tokens: each wave decodes its row's chunks once
-// and applies them to up to RF_MATMUL_TOKENS tokens.
-#define RF_MATMUL_TOKENS 8
-#define RF_MATMUL(T, BLOCK_BYTES, BLOCK_ELEMS)                                                        \
-extern "C" __global__ void rf_matmul_##T(const rf_u8* w, const float* x, float* y, rf_u32 rows,      \
-                                         rf_u32 cols, rf_u32 n_tokens) {                             \
-    const rf_u32 row = blockIdx.x * (blockDim.x / WAVE_SIZE) + threadIdx.x / WAVE_SIZE;              \
-    if (row >= rows) return;                                                                         \
-    const rf_u32 t0 = blockIdx.y * RF_MATMUL_TOKENS;                                                 \
-    const rf_u32 nt = min((rf_u32)RF_MATMUL_TOKENS, n_tokens - t0);                                  \
-    const rf_u32 lane = threadIdx.x % WAVE_SIZE;                                                     \
-    const rf_u8* wr = w + (rf_u64)row * ((rf_u64)(cols / BLOCK_ELEMS) * BLOCK_BYTES);                \
-    float sum[RF_MATMUL_TOKENS];                                                                     \
-    _Pragma("unroll") for (int t = 0; t < RF_MATMUL_TOKENS; ++t) sum[t] = 0.0f;                      \
-    for (rf_u32 c = lane; c < cols / 32; c += WAVE_SIZE) {                                           \
-        float v[32];                                                                                 \
-        _Pragma("unroll") for (rf_u32 i = 0; i < 32; ++i) v[i] = rf_elem_##T(wr, c, i);              \
-        _Pragma("unroll") for (int t = 0; t < RF_MATMUL_TOKENS; ++t) {                               \
-            if (t < nt) {                                                                            \
-                const float* xc = x + (rf_u64)(t0 + t) * cols + 32 * c;                              \
-                float s = 0.0f;                                                                      \
-                _Pragma("unroll") for (int i = 0; i < 32; ++i) s += v[i] * xc[i];                    \
-                sum[t] += s;                                                                         \
-            }                                                                                        \
-        }                                                                                            \
-    }                                                                                                \
-    _Pragma("unroll") for (int t = 0; t < RF_MATMUL_TOKENS; ++t) {                                   \
-        const float s = rf_wave_sum(sum[t]);                                                         \
-        if (lane == 0 && t < nt) y[(rf_u64)(t0 + t) * rows + row] = s;                               \
-    }                                                                                                \
-}
-
 // out[i, :] = W[ids[i], :] for each of n_ids ids. The ids live on the device (they may
 // come from a sampling kernel), so the kernel checks them: an id >= rows yields a row of
 // NaN instead of a read out of bounds. One thread per chunk of 32 elements.
@@ -294,13 +262,11 @@ extern "C" __global__ void rf_dequantize_##T##_f16(const rf_u8* w, rf_u16* out, 
 // RF_QUANT_KERNELS: every kernel of a type; RF_QUANT_KERNELS_FAST_MATVEC: the same
 // without matvec, for the types with a hand-written one above.
 #define RF_QUANT_KERNELS_FAST_MATVEC(T, BLOCK_BYTES, BLOCK_ELEMS) \
-    RF_MATMUL(T, BLOCK_BYTES, BLOCK_ELEMS)                        \
     RF_GET_ROWS(T, BLOCK_BYTES, BLOCK_ELEMS)                      \
     RF_DEQUANTIZE(T, BLOCK_BYTES, BLOCK_ELEMS)
 
 #define RF_QUANT_KERNELS(T, BLOCK_BYTES, BLOCK_ELEMS) \
     RF_MATVEC(T, BLOCK_BYTES, BLOCK_ELEMS)            \
-    RF_MATMUL(T, BLOCK_BYTES, BLOCK_ELEMS)            \
     RF_GET_ROWS(T, BLOCK_BYTES, BLOCK_ELEMS)          \
     RF_DEQUANTIZE(T, BLOCK_BYTES, BLOCK_ELEMS)
 

@@ -67,7 +67,7 @@ pub const ROPE: KernelSource = KernelSource {
     kernels: &["rf_rope_f32", "rf_rope_factors_f32"],
 };
 
-/// Kernels over ggml block formats: matvec, matmul, row lookup, dequantization, for
+/// Kernels over ggml block formats: matvec, row lookup, dequantization, for
 /// F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
 pub const QUANT: KernelSource = KernelSource {
     name: "quant.hip",
@@ -75,75 +75,139 @@ pub const QUANT: KernelSource = KernelSource {
     includes: &[QUANT_DECODE_H],
     kernels: &[
         "rf_matvec_f32",
-        "rf_matmul_f32",
         "rf_get_rows_f32",
         "rf_dequantize_f32_f32",
         "rf_dequantize_f32_f16",
         "rf_matvec_f16",
-        "rf_matmul_f16",
         "rf_get_rows_f16",
         "rf_dequantize_f16_f32",
         "rf_dequantize_f16_f16",
         "rf_matvec_bf16",
-        "rf_matmul_bf16",
         "rf_get_rows_bf16",
         "rf_dequantize_bf16_f32",
         "rf_dequantize_bf16_f16",
         "rf_matvec_q4_0",
-        "rf_matmul_q4_0",
         "rf_get_rows_q4_0",
         "rf_dequantize_q4_0_f32",
         "rf_dequantize_q4_0_f16",
         "rf_matvec_q4_1",
-        "rf_matmul_q4_1",
         "rf_get_rows_q4_1",
         "rf_dequantize_q4_1_f32",
         "rf_dequantize_q4_1_f16",
         "rf_matvec_q5_0",
-        "rf_matmul_q5_0",
         "rf_get_rows_q5_0",
         "rf_dequantize_q5_0_f32",
         "rf_dequantize_q5_0_f16",
         "rf_matvec_q5_1",
-        "rf_matmul_q5_1",
         "rf_get_rows_q5_1",
         "rf_dequantize_q5_1_f32",
         "rf_dequantize_q5_1_f16",
         "rf_matvec_q8_0",
-        "rf_matmul_q8_0",
         "rf_get_rows_q8_0",
         "rf_dequantize_q8_0_f32",
         "rf_dequantize_q8_0_f16",
         "rf_matvec_q2_K",
-        "rf_matmul_q2_K",
         "rf_get_rows_q2_K",
         "rf_dequantize_q2_K_f32",
         "rf_dequantize_q2_K_f16",
         "rf_matvec_q3_K",
-        "rf_matmul_q3_K",
         "rf_get_rows_q3_K",
         "rf_dequantize_q3_K_f32",
         "rf_dequantize_q3_K_f16",
         "rf_matvec_q4_K",
-        "rf_matmul_q4_K",
         "rf_get_rows_q4_K",
         "rf_dequantize_q4_K_f32",
         "rf_dequantize_q4_K_f16",
         "rf_matvec_q5_K",
-        "rf_matmul_q5_K",
         "rf_get_rows_q5_K",
         "rf_dequantize_q5_K_f32",
         "rf_dequantize_q5_K_f16",
         "rf_matvec_q6_K",
-        "rf_matmul_q6_K",
         "rf_get_rows_q6_K",
         "rf_dequantize_q6_K_f32",
         "rf_dequantize_q6_K_f16",
     ],
 };
 
+/// Prefill matrix × matrix (tiled GEMM) over ggml block formats, for the same types as
+/// [`QUANT`], in three tile shapes each (`_l`, `_m`, `_s`: see gemm.hip).
+pub const GEMM: KernelSource = KernelSource {
+    name: "gemm.hip",
+    source: include_str!("../kernels/gemm.hip"),
+    includes: &[QUANT_DECODE_H],
+    kernels: &[
+        "rf_gemm_f32_l",
+        "rf_gemm_f32_m",
+        "rf_gemm_f32_s",
+        "rf_gemm_f16_l",
+        "rf_gemm_f16_m",
+        "rf_gemm_f16_s",
+        "rf_gemm_bf16_l",
+        "rf_gemm_bf16_m",
+        "rf_gemm_bf16_s",
+        "rf_gemm_q4_0_l",
+        "rf_gemm_q4_0_m",
+        "rf_gemm_q4_0_s",
+        "rf_gemm_q4_1_l",
+        "rf_gemm_q4_1_m",
+        "rf_gemm_q4_1_s",
+        "rf_gemm_q5_0_l",
+        "rf_gemm_q5_0_m",
+        "rf_gemm_q5_0_s",
+        "rf_gemm_q5_1_l",
+        "rf_gemm_q5_1_m",
+        "rf_gemm_q5_1_s",
+        "rf_gemm_q8_0_l",
+        "rf_gemm_q8_0_m",
+        "rf_gemm_q8_0_s",
+        "rf_gemm_q2_K_l",
+        "rf_gemm_q2_K_m",
+        "rf_gemm_q2_K_s",
+        "rf_gemm_q3_K_l",
+        "rf_gemm_q3_K_m",
+        "rf_gemm_q3_K_s",
+        "rf_gemm_q4_K_l",
+        "rf_gemm_q4_K_m",
+        "rf_gemm_q4_K_s",
+        "rf_gemm_q5_K_l",
+        "rf_gemm_q5_K_m",
+        "rf_gemm_q5_K_s",
+        "rf_gemm_q6_K_l",
+        "rf_gemm_q6_K_m",
+        "rf_gemm_q6_K_s",
+    ],
+};
+
+/// Attention: KV-cache writes, split-sequence decode attention and its combine step,
+/// tiled causal prefill attention (head_dim up to 64, 128 and 256), argmax.
+pub const ATTENTION: KernelSource = KernelSource {
+    name: "attention.hip",
+    source: include_str!("../kernels/attention.hip"),
+    includes: &[],
+    kernels: &[
+        "rf_kv_write_f32",
+        "rf_kv_write_f16",
+        "rf_kv_write_bf16",
+        "rf_attn_decode_f32",
+        "rf_attn_decode_f16",
+        "rf_attn_decode_bf16",
+        "rf_attn_combine",
+        "rf_attn_prefill_d64_f32",
+        "rf_attn_prefill_d64_f16",
+        "rf_attn_prefill_d64_bf16",
+        "rf_attn_prefill_d128_f32",
+        "rf_attn_prefill_d128_f16",
+        "rf_attn_prefill_d128_bf16",
+        "rf_attn_prefill_d256_f32",
+        "rf_attn_prefill_d256_f16",
+        "rf_attn_prefill_d256_bf16",
+        "rf_argmax_partial_f32",
+        "rf_argmax_final",
+    ],
+};
+
 /// Every source of the library.
-pub const ALL_SOURCES: &[KernelSource] = &[ELEMENTWISE, NORM, ROPE, QUANT];
+pub const ALL_SOURCES: &[KernelSource] = &[ELEMENTWISE, NORM, ROPE, QUANT, GEMM, ATTENTION];
 
 #[cfg(test)]
 mod tests {
@@ -157,7 +221,7 @@ mod tests {
         {
             return true;
         }
-        ["rf_matvec_", "rf_matmul_", "rf_get_rows_", "rf_dequantize_"]
+        ["rf_matvec_", "rf_get_rows_", "rf_dequantize_"]
             .iter()
             .any(|prefix| {
                 kernel.strip_prefix(prefix).is_some_and(|rest| {

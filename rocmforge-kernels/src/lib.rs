@@ -21,5 +21,7 @@ pub use error::{Error, Result};
 pub use gpu::{ElementwiseOps, KernelLoader};
 pub use kernel_cache::{CacheKey, KernelCache};
 pub use kernel_compiler::KernelCompiler;
-pub use kernel_source::{KernelSource, ALL_SOURCES, ELEMENTWISE, NORM, PRELUDE, QUANT, ROPE};
+pub use kernel_source::{
+    KernelSource, ALL_SOURCES, ATTENTION, ELEMENTWISE, GEMM, NORM, PRELUDE, QUANT, ROPE,
+};
 pub use rocmforge_hip as hip;

@@ -5,12 +5,14 @@
 // naming each would only hide them. Launchers mirror the CPU functions' parameter lists.
 #![allow(clippy::type_complexity, clippy::too_many_arguments)]
 
+mod attention;
 mod elementwise;
 mod kernel_loader;
 mod norm;
 mod quant_ops;
 mod rope;
 
+pub use attention::{AttentionOps, GpuKvElement, DECODE_MAX_QUERIES, MAX_HEAD_DIM};
 pub use elementwise::ElementwiseOps;
 pub use kernel_loader::KernelLoader;
 pub use norm::NormOps;
