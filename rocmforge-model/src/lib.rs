@@ -4,4 +4,8 @@
 //! Not written yet: this crate is the subject of the model issue. It exists so that the
 //! workspace has its final shape and the dependency direction is fixed from the start.
 
+pub mod chat_template;
+pub mod gguf;
+pub mod tokenizer;
+
 pub use rocmforge_kernels as kernels;
