@@ -1,5 +1,6 @@
 //! Elementwise ops and casts on the GPU.
 
+use bytemuck::Pod;
 use half::{bf16, f16};
 use rocmforge_hip::{DeviceMemory, DeviceSlice, DeviceSliceMut, In, Out, Stream, TypedKernel};
 
@@ -76,13 +77,13 @@ impl ElementwiseOps {
         Ok(())
     }
 
-    fn unary(
-        &self,
-        kernel: &Unary,
+    /// One input, one output of the same length: any element types.
+    fn map<A: Pod, B: Pod>(
+        kernel: &TypedKernel<(In<A>, Out<B>, u64)>,
         op: &'static str,
         stream: &Stream,
-        x: DeviceSlice<f32>,
-        out: DeviceSliceMut<f32>,
+        x: DeviceSlice<A>,
+        out: DeviceSliceMut<B>,
     ) -> Result<()> {
         let n = same_len(op, &[x.len(), out.len()])?;
         if n == 0 {
@@ -149,7 +150,7 @@ impl ElementwiseOps {
         x: DeviceSlice<f32>,
         out: DeviceSliceMut<f32>,
     ) -> Result<()> {
-        self.unary(&self.silu, "silu", stream, x, out)
+        Self::map(&self.silu, "silu", stream, x, out)
     }
 
     /// GELU, ggml's tanh approximation.
@@ -159,7 +160,7 @@ impl ElementwiseOps {
         x: DeviceSlice<f32>,
         out: DeviceSliceMut<f32>,
     ) -> Result<()> {
-        self.unary(&self.gelu, "gelu", stream, x, out)
+        Self::map(&self.gelu, "gelu", stream, x, out)
     }
 
     /// f32 → f16, round to nearest even.
@@ -169,13 +170,7 @@ impl ElementwiseOps {
         x: DeviceSlice<f32>,
         out: DeviceSliceMut<f16>,
     ) -> Result<()> {
-        let n = same_len("f32_to_f16", &[x.len(), out.len()])?;
-        if n == 0 {
-            return Ok(());
-        }
-        self.f32_to_f16
-            .launch(stream, &grid_stride_config(n)?, (x, out, n as u64))?;
-        Ok(())
+        Self::map(&self.f32_to_f16, "f32_to_f16", stream, x, out)
     }
 
     /// f16 → f32 (exact).
@@ -185,13 +180,7 @@ impl ElementwiseOps {
         x: DeviceSlice<f16>,
         out: DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let n = same_len("f16_to_f32", &[x.len(), out.len()])?;
-        if n == 0 {
-            return Ok(());
-        }
-        self.f16_to_f32
-            .launch(stream, &grid_stride_config(n)?, (x, out, n as u64))?;
-        Ok(())
+        Self::map(&self.f16_to_f32, "f16_to_f32", stream, x, out)
     }
 
     /// f32 → bf16, round to nearest even (NaN stays NaN).
@@ -201,13 +190,7 @@ impl ElementwiseOps {
         x: DeviceSlice<f32>,
         out: DeviceSliceMut<bf16>,
     ) -> Result<()> {
-        let n = same_len("f32_to_bf16", &[x.len(), out.len()])?;
-        if n == 0 {
-            return Ok(());
-        }
-        self.f32_to_bf16
-            .launch(stream, &grid_stride_config(n)?, (x, out, n as u64))?;
-        Ok(())
+        Self::map(&self.f32_to_bf16, "f32_to_bf16", stream, x, out)
     }
 
     /// bf16 → f32 (exact).
@@ -217,12 +200,6 @@ impl ElementwiseOps {
         x: DeviceSlice<bf16>,
         out: DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let n = same_len("bf16_to_f32", &[x.len(), out.len()])?;
-        if n == 0 {
-            return Ok(());
-        }
-        self.bf16_to_f32
-            .launch(stream, &grid_stride_config(n)?, (x, out, n as u64))?;
-        Ok(())
+        Self::map(&self.bf16_to_f32, "bf16_to_f32", stream, x, out)
     }
 }
