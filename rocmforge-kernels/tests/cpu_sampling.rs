@@ -343,3 +343,27 @@ proptest! {
         }
     }
 }
+
+proptest::proptest! {
+    /// top-k selects before sorting; it must keep exactly what a full sort would keep,
+    /// in the same order, ties and NaN included.
+    #[test]
+    fn top_k_equals_sort_then_truncate(
+        logits in proptest::collection::vec(proptest::prop_oneof![
+            (-4i32..4).prop_map(|v| v as f32),
+            proptest::num::f32::ANY,
+        ], 1..300),
+        k in 0usize..320,
+    ) {
+        use proptest::prelude::*;
+        let mut selected = rocmforge_kernels::cpu::candidates_from_logits(&logits).unwrap();
+        rocmforge_kernels::cpu::top_k(&mut selected, k);
+        let mut sorted = rocmforge_kernels::cpu::candidates_from_logits(&logits).unwrap();
+        rocmforge_kernels::cpu::sort_candidates(&mut sorted);
+        if k > 0 {
+            sorted.truncate(k);
+        }
+        let ids = |c: &[rocmforge_kernels::cpu::Candidate]| c.iter().map(|c| c.id).collect::<Vec<_>>();
+        prop_assert_eq!(ids(&selected), ids(&sorted));
+    }
+}

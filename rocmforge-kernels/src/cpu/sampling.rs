@@ -188,12 +188,16 @@ fn order_key(logit: f32) -> f32 {
 /// Sorts by descending logit, ties by ascending id, NaN logits last (stable, so sorting a
 /// sorted list is cheap and changes nothing).
 pub fn sort_candidates(c: &mut [Candidate]) {
-    c.sort_by(|a, b| {
-        order_key(b.logit)
-            .partial_cmp(&order_key(a.logit))
-            .unwrap_or(Ordering::Equal)
-            .then(a.id.cmp(&b.id))
-    });
+    c.sort_by(candidate_order);
+}
+
+/// The candidate order: descending logit (NaN as `-inf`), then ascending id. A total
+/// order (ids are distinct), so any selection by it agrees with a full sort.
+fn candidate_order(a: &Candidate, b: &Candidate) -> Ordering {
+    order_key(b.logit)
+        .partial_cmp(&order_key(a.logit))
+        .unwrap_or(Ordering::Equal)
+        .then(a.id.cmp(&b.id))
 }
 
 /// Applies repetition, frequency and presence penalties to `logits` for the tokens in
@@ -262,10 +266,14 @@ pub fn apply_temperature(c: &mut Vec<Candidate>, temperature: f32) -> Result<()>
 /// Keeps the `k` candidates with the largest logits (sorted); `k == 0` keeps all (and only
 /// sorts).
 pub fn top_k(c: &mut Vec<Candidate>, k: usize) {
-    sort_candidates(c);
-    if k > 0 {
+    // Select the k best first (linear time), then sort only those: the same result as
+    // sorting everything, because the order is total, at a fraction of the cost for a
+    // vocabulary of 10^5 tokens.
+    if k > 0 && k < c.len() {
+        c.select_nth_unstable_by(k - 1, candidate_order);
         c.truncate(k);
     }
+    sort_candidates(c);
 }
 
 /// Nucleus (top-p) filtering, as llama.cpp: computes the probabilities of the current
