@@ -1,11 +1,25 @@
 //! The model layer of rocmforge: GGUF, tokenizer, chat templates, the llama-family
 //! forward pass over a HIP or CPU backend, sampling and generation.
 //!
-//! Not written yet: this crate is the subject of the model issue. It exists so that the
-//! workspace has its final shape and the dependency direction is fixed from the start.
+//! * [`gguf`], [`tokenizer`], [`chat_template`] — reading model files and text.
+//! * [`config`] — architecture and hyper-parameters ([`config::ModelConfig`]).
+//! * [`backend`] — the [`backend::Backend`] trait the forward pass is written against, and
+//!   the CPU backend ([`backend::cpu::CpuBackend`]). The HIP backend is not written yet.
+//! * [`model`] — [`model::Model`]: weights on a backend and the forward pass;
+//!   [`kv_cache`] — per-sequence KV caches.
+//! * [`generate`] — sampling, [`generate::Generator`] / [`generate::Session`] and streaming
+//!   generation with stop conditions.
 
+pub mod backend;
 pub mod chat_template;
+pub mod config;
+mod error;
+pub mod generate;
 pub mod gguf;
+pub mod kv_cache;
+pub mod model;
 pub mod tokenizer;
+
+pub use error::{ModelError, Result};
 
 pub use rocmforge_kernels as kernels;

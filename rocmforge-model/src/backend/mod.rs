@@ -1,0 +1,267 @@
+//! The [`Backend`] trait: the operations the forward pass is written against, and where
+//! its buffers live.
+//!
+//! The forward pass ([`Model::forward`](crate::model::Model::forward)) is one piece of code
+//! for every device. A backend supplies four kinds of memory and a dozen operations:
+//!
+//! | associated type | CPU ([`cpu::CpuBackend`]) | HIP (next) |
+//! |---|---|---|
+//! | [`Backend::Tensor`]: `f32` activations, row-major `[rows, width]` | `Vec<f32>` | `DeviceBuffer<f32>` on the backend's stream |
+//! | [`Backend::Matrix`]: a weight matrix in its ggml type | bytes borrowed from the memory-mapped GGUF | `DeviceBuffer<u8>` + type and shape ([`GpuWeights`]) |
+//! | [`Backend::Vector`]: `f32` vectors (norms, biases, RoPE factors) | `Vec<f32>` | `DeviceBuffer<f32>` |
+//! | [`Backend::KvStorage`]: one sequence's K and V caches, every layer | `Vec`s of `f32`/`f16` | one `DeviceBuffer<T>`, sliced per layer |
+//! | [`Backend::Tokens`]: the ids and positions of one forward call | `Vec<u32>`, `Vec<i32>` | uploaded once per call (`get_rows` and RoPE read them on the device) |
+//!
+//! Each operation maps onto one CPU reference function of [`rocmforge_kernels::cpu`] and
+//! one GPU launcher of [`rocmforge_kernels::gpu`], with the same shapes:
+//!
+//! | operation | CPU | GPU |
+//! |---|---|---|
+//! | [`embedding`](Backend::embedding) | `cpu::embedding` | `QuantOps::get_rows` |
+//! | [`rms_norm`](Backend::rms_norm) | `cpu::rms_norm` | `NormOps::rms_norm` |
+//! | [`linear`](Backend::linear) | `cpu::matvec` / `cpu::matmul` (+ bias) | `QuantOps::matvec` / `QuantOps::matmul` (+ a row-broadcast bias add, a kernel still to write) |
+//! | [`rope`](Backend::rope) | `cpu::rope_inplace` | `RopeOps::rope_inplace` |
+//! | [`kv_write`](Backend::kv_write) | `cpu::kv_cache_write` | `AttentionOps::kv_cache_write` |
+//! | [`attention`](Backend::attention) | `cpu::attention` | `AttentionOps::attention` |
+//! | [`swiglu`](Backend::swiglu), [`add`](Backend::add) | `cpu::swiglu`, `cpu::add` | `ElementwiseOps::swiglu`, `ElementwiseOps::add` |
+//! | [`gather_rows`](Backend::gather_rows) | row copies | device-to-device copies on the stream (`copy_from_device`) |
+//! | [`download`](Backend::download) | copy | `copy_to_host`: a blocking read that synchronizes only the backend's stream |
+//!
+//! All operations are **out of place** (distinct input and output tensors), because the
+//! GPU launchers take a `DeviceSlice` and a `DeviceSliceMut`, which cannot alias; only RoPE
+//! works in place, as its launcher does. A HIP backend enqueues every operation on its
+//! stream and returns at once; nothing waits until [`download`](Backend::download).
+//!
+//! # Batches
+//!
+//! Every call processes a batch of `n_tokens` tokens at once (`[n_tokens, width]`
+//! tensors): prefill is one call with the prompt (in chunks), decode a call with one
+//! token. Logits are computed for the rows the forward pass gathers — the last token of
+//! each sequence, or every token.
+//!
+//! # Several sequences in one call
+//!
+//! [`kv_write`](Backend::kv_write) and [`attention`](Backend::attention) take a range of
+//! rows of the batch and one sequence's [`KvStorage`](Backend::KvStorage). That is all
+//! batching different sequences needs: the forward pass concatenates the tokens of every
+//! sequence (each with the positions of its own cache), runs the per-token operations
+//! (embedding, norms, projections, RoPE, FFN) over all rows at once — where the weights
+//! are read once for the whole batch — and calls `kv_write`/`attention` once per sequence
+//! on its rows. [`Model::forward_batch`](crate::model::Model::forward_batch) does exactly
+//! that today. A GPU backend may later replace the per-sequence attention calls by one
+//! variable-length launch; the trait would then gain a method taking every sequence's
+//! cache and row range, with this loop as its default.
+//!
+//! [`GpuWeights`]: rocmforge_kernels::gpu::GpuWeights
+
+pub mod cpu;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+pub use rocmforge_kernels::cpu::{AttentionParams, KvCacheShape, RopeMode};
+
+use crate::error::Result;
+use crate::gguf::GgufFile;
+
+/// Element type of a KV cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum KvDtype {
+    /// 32-bit floats (exact; the default).
+    #[default]
+    F32,
+    /// 16-bit IEEE half floats (half the memory; values rounded to nearest even).
+    F16,
+}
+
+impl KvDtype {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            KvDtype::F32 => 4,
+            KvDtype::F16 => 2,
+        }
+    }
+
+    /// `"f32"` or `"f16"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvDtype::F32 => "f32",
+            KvDtype::F16 => "f16",
+        }
+    }
+}
+
+/// The layout of one sequence's KV cache: `n_layers` pairs of K and V tensors, each
+/// `[n_ctx, n_kv_heads, head_dim]` (position-major) of `dtype`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KvLayout {
+    /// Layers.
+    pub n_layers: usize,
+    /// Shape of each K (and V) tensor.
+    pub shape: KvCacheShape,
+    /// Element type.
+    pub dtype: KvDtype,
+}
+
+impl KvLayout {
+    /// Bytes of the whole cache (K and V of every layer), or `None` on overflow.
+    pub fn bytes(&self) -> Option<usize> {
+        let per_tensor = self.shape.elements().ok()?;
+        per_tensor
+            .checked_mul(2)?
+            .checked_mul(self.n_layers)?
+            .checked_mul(self.dtype.size())
+    }
+}
+
+/// RoPE parameters shared by the Q and K rotations of a model (the head count is given per
+/// call). Maps onto [`rocmforge_kernels::cpu::RopeParams`] and
+/// [`rocmforge_kernels::gpu::RopeConfig`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RopeSpec {
+    /// Dimensions per head.
+    pub head_dim: usize,
+    /// Rotated dimensions per head.
+    pub n_rot: usize,
+    /// Pairing layout.
+    pub mode: RopeMode,
+    /// Frequency base.
+    pub freq_base: f32,
+    /// Linear position scale.
+    pub freq_scale: f32,
+}
+
+/// The device a forward pass runs on: its memory and its operations. See the
+/// [module documentation](self) for the design and how each operation maps onto the CPU
+/// reference and the GPU launchers.
+///
+/// Sizes: every tensor is allocated by [`alloc`](Backend::alloc) with exactly the length an
+/// operation needs, and operations check lengths (an error, never a panic, on mismatch).
+pub trait Backend {
+    /// `f32` activations: a flat buffer, row-major `[rows, width]`.
+    type Tensor;
+    /// A `rows × cols` weight matrix in a ggml type.
+    type Matrix;
+    /// An `f32` vector (norm weights, biases, RoPE frequency factors).
+    type Vector;
+    /// One sequence's KV cache: K and V for every layer ([`KvLayout`]).
+    type KvStorage;
+    /// The token ids and positions of one forward call.
+    type Tokens;
+
+    /// A short name for messages and reports (`"cpu"`, `"hip"`).
+    fn name(&self) -> &'static str;
+
+    /// Makes the weight matrix `name` of `file` (`rows × cols`, ggml dims `[cols, rows]`,
+    /// already checked by [`ModelConfig`](crate::config::ModelConfig)) usable by the
+    /// operations: borrowed in place (CPU) or uploaded (GPU). Errors with
+    /// [`ModelError::UnsupportedTensorType`](crate::ModelError::UnsupportedTensorType) when
+    /// the backend cannot compute with its type.
+    fn load_matrix(
+        &self,
+        file: &Arc<GgufFile>,
+        name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self::Matrix>;
+
+    /// Makes an `f32` vector usable by the operations.
+    fn load_vector(&self, values: &[f32]) -> Result<Self::Vector>;
+
+    /// A tensor of `len` elements (contents unspecified until written).
+    fn alloc(&self, len: usize) -> Result<Self::Tensor>;
+
+    /// The storage of one sequence's KV cache (errors, rather than aborting, when the
+    /// memory is not available).
+    fn alloc_kv(&self, layout: &KvLayout) -> Result<Self::KvStorage>;
+
+    /// The ids and positions of a batch (`ids.len() == positions.len()`).
+    fn upload_tokens(&self, ids: &[u32], positions: &[i32]) -> Result<Self::Tokens>;
+
+    /// Copies a whole tensor to host memory (`out.len()` = its length). On a GPU this waits
+    /// for the backend's stream only.
+    fn download(&self, x: &Self::Tensor, out: &mut [f32]) -> Result<()>;
+
+    /// `out[i] = table[ids[i]]` (`out`: `[n_tokens, table.cols]`).
+    fn embedding(
+        &self,
+        table: &Self::Matrix,
+        tokens: &Self::Tokens,
+        out: &mut Self::Tensor,
+    ) -> Result<()>;
+
+    /// RMSNorm of each of `rows` rows of `x` (`[rows, weight.len]`), times `weight`.
+    fn rms_norm(
+        &self,
+        x: &Self::Tensor,
+        weight: &Self::Vector,
+        eps: f32,
+        rows: usize,
+        out: &mut Self::Tensor,
+    ) -> Result<()>;
+
+    /// `out[t] = W · x[t] (+ bias)` for `n_tokens` rows (`x`: `[n_tokens, cols]`,
+    /// `out`: `[n_tokens, rows]`).
+    fn linear(
+        &self,
+        w: &Self::Matrix,
+        bias: Option<&Self::Vector>,
+        x: &Self::Tensor,
+        n_tokens: usize,
+        out: &mut Self::Tensor,
+    ) -> Result<()>;
+
+    /// Rotates `x` (`[n_tokens, n_heads, head_dim]`) in place, token `t` at the position
+    /// `tokens` gives it, with optional frequency factors (`n_rot / 2` of them).
+    fn rope(
+        &self,
+        x: &mut Self::Tensor,
+        tokens: &Self::Tokens,
+        n_heads: usize,
+        spec: &RopeSpec,
+        freq_factors: Option<&Self::Vector>,
+    ) -> Result<()>;
+
+    /// Writes rows `rows` of `k` and `v` (`[n_tokens, n_kv_heads, head_dim]`) into layer
+    /// `layer` of `kv` at positions `pos0 .. pos0 + rows.len()`.
+    fn kv_write(
+        &self,
+        kv: &mut Self::KvStorage,
+        layer: usize,
+        pos0: usize,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        rows: Range<usize>,
+    ) -> Result<()>;
+
+    /// Causal attention of the query rows `rows` of `q` (`[n_tokens, n_heads, head_dim]`),
+    /// at positions `pos0 ..`, against layer `layer` of `kv` (positions `0 .. pos0 +
+    /// rows.len()` written), into the same rows of `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        kv: &Self::KvStorage,
+        layer: usize,
+        params: &AttentionParams,
+        pos0: usize,
+        q: &Self::Tensor,
+        rows: Range<usize>,
+        out: &mut Self::Tensor,
+    ) -> Result<()>;
+
+    /// `out = silu(gate) · up`, element-wise.
+    fn swiglu(&self, gate: &Self::Tensor, up: &Self::Tensor, out: &mut Self::Tensor) -> Result<()>;
+
+    /// `out = a + b`, element-wise.
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor, out: &mut Self::Tensor) -> Result<()>;
+
+    /// `out[i] = x[rows[i]]` for rows of `row_len` elements (`out`: `[rows.len(), row_len]`).
+    fn gather_rows(
+        &self,
+        x: &Self::Tensor,
+        row_len: usize,
+        rows: &[usize],
+        out: &mut Self::Tensor,
+    ) -> Result<()>;
+}
