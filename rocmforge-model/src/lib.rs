@@ -9,6 +9,24 @@
 //!   [`kv_cache`] — per-sequence KV caches.
 //! * [`generate`] — sampling, [`generate::Generator`] / [`generate::Session`] and streaming
 //!   generation with stop conditions.
+//!
+//! ```no_run
+//! use rocmforge_model::chat_template::ChatMessage;
+//! use rocmforge_model::generate::{GenerateOptions, Generator};
+//! use rocmforge_model::kv_cache::KvCacheOptions;
+//!
+//! fn main() -> rocmforge_model::Result<()> {
+//!     // Model and tokenizer from one GGUF file, on the CPU backend.
+//!     let generator = Generator::open_cpu("models/SmolLM2-135M-Instruct.Q4_1.gguf")?;
+//!     let prompt = generator.encode_chat(&[ChatMessage::user("Name three colours.")])?;
+//!     // Each session has its own KV cache; sessions share the loaded weights.
+//!     let mut session = generator.session(&KvCacheOptions::default())?;
+//!     for token in session.generate(&prompt, GenerateOptions::greedy(64))? {
+//!         print!("{}", token?.text);
+//!     }
+//!     Ok(())
+//! }
+//! ```
 
 pub mod backend;
 pub mod chat_template;
