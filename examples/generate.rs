@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rocmforge::model::backend::cpu::CpuBackend;
+use rocmforge::model::backend::hip::HipBackend;
+use rocmforge::model::backend::Backend;
 use rocmforge::model::chat_template::ChatMessage;
 use rocmforge::model::generate::{FinishReason, GenerateOptions, Generator, SamplingParams};
 use rocmforge::model::gguf::{GgufFile, DEMO_MODEL_RELATIVE_PATH};
@@ -122,36 +124,42 @@ fn parse_args() -> Result<Option<Args>, String> {
     Ok(Some(a))
 }
 
-/// Resolves `--device` to the backend that runs: only the CPU exists so far.
-fn choose_device(device: &str) -> Result<&'static str, String> {
-    match device {
-        "cpu" => Ok("cpu"),
-        "gpu" => Err(
-            "--device gpu: the GPU (HIP) backend of the model is not implemented yet; \
-             use --device cpu (or auto)"
-                .to_string(),
-        ),
-        "auto" => {
-            match rocmforge::Device::count() {
-                Ok(n) => eprintln!(
-                    "note: {n} GPU(s) found, but the GPU (HIP) backend of the model is not \
-                     implemented yet; running on the CPU"
-                ),
-                Err(e) => eprintln!("note: no GPU available ({e}); running on the CPU"),
+/// The device `--device` resolved to.
+enum Chosen {
+    Cpu(CpuBackend),
+    Gpu(Box<HipBackend>),
+}
+
+/// Resolves `--device`: `gpu` must find a GPU; `auto` takes the first GPU when one is
+/// usable and falls back to the CPU with a notice on stderr.
+fn choose_device(args: &Args) -> Result<Chosen, String> {
+    let cpu = || -> Result<Chosen, String> {
+        let backend = match args.threads {
+            Some(n) => CpuBackend::with_threads(n).map_err(|e| e.to_string())?,
+            None => CpuBackend::new(),
+        };
+        Ok(Chosen::Cpu(backend))
+    };
+    match args.device.as_str() {
+        "cpu" => cpu(),
+        "gpu" => HipBackend::new(0)
+            .map(|b| Chosen::Gpu(Box::new(b)))
+            .map_err(|e| format!("--device gpu: {e}")),
+        "auto" => match HipBackend::new(0) {
+            Ok(b) => Ok(Chosen::Gpu(Box::new(b))),
+            Err(e) => {
+                eprintln!("note: no usable GPU ({e}); running on the CPU");
+                cpu()
             }
-            Ok("cpu")
-        }
+        },
         other => Err(format!("--device '{other}': expected auto, cpu or gpu")),
     }
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let device = choose_device(&args.device)?;
     if !args.seed_given && args.sampling.temperature > 0.0 && !args.json {
         eprintln!("seed: {}", args.sampling.seed);
     }
-
-    // Load, with a progress line on stderr.
     let t_load = Instant::now();
     let file = GgufFile::open(&args.model).map_err(|e| {
         if args.model == DEMO_MODEL_RELATIVE_PATH {
@@ -160,10 +168,23 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             e.to_string()
         }
     })?;
-    let backend = match args.threads {
-        Some(n) => CpuBackend::with_threads(n)?,
-        None => CpuBackend::new(),
-    };
+    match choose_device(&args)? {
+        Chosen::Cpu(backend) => run_on(&args, file, backend, "cpu", t_load),
+        Chosen::Gpu(backend) => {
+            let name = format!("gpu ({})", backend.device().properties().name);
+            run_on(&args, file, *backend, &name, t_load)
+        }
+    }
+}
+
+fn run_on<B: Backend>(
+    args: &Args,
+    file: GgufFile,
+    backend: B,
+    device: &str,
+    t_load: Instant,
+) -> Result<(), Box<dyn std::error::Error>> {
+    // Load, with a progress line on stderr.
     let interactive = std::io::stderr().is_terminal();
     let mut last_percent = usize::MAX;
     let mut progress = |p: LoadProgress| {

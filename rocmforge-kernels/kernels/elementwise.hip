@@ -53,3 +53,9 @@ extern "C" __global__ void rf_f32_to_bf16(const float* x, rf_u16* out, rf_u64 n)
 extern "C" __global__ void rf_bf16_to_f32(const rf_u16* x, float* out, rf_u64 n) {
     RF_ELEMENTWISE_LOOP(i, n) out[i] = rf_bf16_to_float(x[i]);
 }
+
+// x[r, i] += bias[i] for rows of `width` elements (a linear layer's bias, broadcast over
+// the tokens of a batch). n = rows * width.
+extern "C" __global__ void rf_add_bias_rows_f32(float* x, const float* bias, rf_u64 width, rf_u64 n) {
+    RF_ELEMENTWISE_LOOP(i, n) x[i] += bias[i % width];
+}

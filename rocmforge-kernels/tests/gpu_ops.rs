@@ -107,6 +107,26 @@ proptest! {
 
     #[test]
     #[ignore = "needs a GPU"]
+    fn bias_rows_match_cpu(rows in 1usize..7, width in size(), seed in any::<u64>()) {
+        let g = gpu();
+        let (x, bias) = (random(rows * width, seed, 4.0), random(width, seed + 7, 4.0));
+        let mut dx = upload(&x);
+        let db = upload(&bias);
+        g.elementwise.add_bias_rows(&g.stream, dx.as_slice_mut(), db.as_slice()).unwrap();
+        let mut expected = x.clone();
+        for row in expected.chunks_mut(width) {
+            cpu::add_inplace(row, &bias).unwrap();
+        }
+        assert_close("add_bias_rows", &dx.to_vec().unwrap(), &expected, 0.0, 1e-6);
+        // A length that is not a whole number of rows is an error, not a launch.
+        if width > 1 {
+            let short = upload(&bias[..width - 1]);
+            prop_assert!(g.elementwise.add_bias_rows(&g.stream, dx.as_slice_mut(), short.as_slice()).is_err() || (rows * width) % (width - 1) == 0);
+        }
+    }
+
+    #[test]
+    #[ignore = "needs a GPU"]
     fn casts_match_cpu_bit_for_bit(n in size(), seed in any::<u64>()) {
         let g = gpu();
         let mut x = random(n, seed, 70000.0);

@@ -107,6 +107,23 @@ pub enum ModelError {
     /// A KV cache of another model or backend configuration was passed.
     #[error("KV cache mismatch: {0}")]
     CacheMismatch(String),
+    /// The GPU has not enough free memory for an allocation (weights, KV cache or
+    /// activations). Nothing is left half-allocated: the device stays usable, and a
+    /// smaller model, context or batch may fit.
+    #[error(
+        "out of GPU memory allocating {what} ({:.1} MiB){}; try a smaller context length, \
+         batch or model",
+        *.bytes as f64 / 1048576.0,
+        .free.map(|f| format!(", {:.1} MiB free", f as f64 / 1048576.0)).unwrap_or_default()
+    )]
+    OutOfDeviceMemory {
+        /// What was being allocated.
+        what: String,
+        /// Bytes requested.
+        bytes: usize,
+        /// Free device memory at the time, when the runtime could tell.
+        free: Option<usize>,
+    },
     /// The requested device is not available.
     #[error("{0}")]
     DeviceUnavailable(String),

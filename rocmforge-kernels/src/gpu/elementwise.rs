@@ -24,6 +24,7 @@ pub struct ElementwiseOps {
     f16_to_f32: TypedKernel<(In<f16>, Out<f32>, u64)>,
     f32_to_bf16: TypedKernel<(In<f32>, Out<bf16>, u64)>,
     bf16_to_f32: TypedKernel<(In<bf16>, Out<f32>, u64)>,
+    add_bias_rows: TypedKernel<(Out<f32>, In<f32>, u64, u64)>,
 }
 
 fn same_len(op: &'static str, lens: &[usize]) -> Result<usize> {
@@ -56,6 +57,7 @@ impl ElementwiseOps {
                 f16_to_f32: module.function("rf_f16_to_f32")?.into_typed(),
                 f32_to_bf16: module.function("rf_f32_to_bf16")?.into_typed(),
                 bf16_to_f32: module.function("rf_bf16_to_f32")?.into_typed(),
+                add_bias_rows: module.function("rf_add_bias_rows_f32")?.into_typed(),
             })
         }
     }
@@ -90,6 +92,29 @@ impl ElementwiseOps {
             return Ok(());
         }
         kernel.launch(stream, &grid_stride_config(n)?, (x, out, n as u64))?;
+        Ok(())
+    }
+
+    /// `x[r, i] += bias[i]` for every row `r` of `x` (rows of `bias.len()` elements): the
+    /// bias of a linear layer, broadcast over the tokens of a batch.
+    pub fn add_bias_rows(
+        &self,
+        stream: &Stream,
+        x: DeviceSliceMut<f32>,
+        bias: DeviceSlice<f32>,
+    ) -> Result<()> {
+        let (n, width) = (x.len(), bias.len());
+        if width == 0 || n % width != 0 {
+            return Err(shape_error(
+                "add_bias_rows",
+                format!("x of {n} elements is not a whole number of rows of the bias's {width}"),
+            ));
+        }
+        self.add_bias_rows.launch(
+            stream,
+            &grid_stride_config(n)?,
+            (x, bias, width as u64, n as u64),
+        )?;
         Ok(())
     }
 

@@ -55,6 +55,7 @@
 //! [`GpuWeights`]: rocmforge_kernels::gpu::GpuWeights
 
 pub mod cpu;
+pub mod hip;
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -282,24 +282,38 @@ impl<'a> GgufWriter<'a> {
         }
         let row_len = dims.first().copied().unwrap_or(0);
         let fill = move |buf: &mut [u8]| -> std::io::Result<()> {
+            use rayon::prelude::*;
+            const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
             let row_bytes = ty.row_bytes(row_len).map_err(std::io::Error::other)?;
-            let mut row = vec![0f32; row_len];
-            let mut state = seed ^ 0x5851_f42d_4c95_7f2d;
-            for dst in buf.chunks_exact_mut(row_bytes) {
-                for x in &mut row {
-                    // splitmix64, top 24 bits to a float in [-1, 1).
-                    state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                    let mut z = state;
-                    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                    z ^= z >> 31;
-                    let unit = (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
-                    *x = unit * scale;
-                }
-                rocmforge_kernels::quant::quantize_row(ty, &row, dst)
-                    .map_err(std::io::Error::other)?;
+            if row_bytes == 0 {
+                return Ok(());
             }
-            Ok(())
+            let start = seed ^ 0x5851_f42d_4c95_7f2d;
+            // Rows are quantized in parallel (the K-quant searches are slow); splitmix64's
+            // state is a counter, so each row starts from its own offset and the bytes do
+            // not depend on the thread count.
+            buf.par_chunks_exact_mut(row_bytes)
+                .enumerate()
+                .try_for_each_init(
+                    || vec![0f32; row_len],
+                    |row, (r, dst)| {
+                        let mut state = start.wrapping_add(
+                            GOLDEN.wrapping_mul((r as u64).wrapping_mul(row_len as u64)),
+                        );
+                        for x in row.iter_mut() {
+                            // splitmix64, top 24 bits to a float in [-1, 1).
+                            state = state.wrapping_add(GOLDEN);
+                            let mut z = state;
+                            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                            z ^= z >> 31;
+                            let unit = (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
+                            *x = unit * scale;
+                        }
+                        rocmforge_kernels::quant::quantize_row(ty, row, dst)
+                            .map_err(std::io::Error::other)
+                    },
+                )
         };
         self.push_fill(name, ty, dims, Box::new(fill))
     }

@@ -1,0 +1,615 @@
+//! The HIP backend: every operation of the forward pass enqueued on one stream of one GPU,
+//! through the typed launchers of [`rocmforge_kernels::gpu`].
+//!
+//! * Weights are uploaded once at load time, one device buffer per matrix in its ggml
+//!   type (the kernels dequantize on the fly); vectors (norms, biases) as `f32`.
+//! * Activations, token ids and positions, and the KV caches are device buffers allocated
+//!   on the backend's stream (stream-ordered allocation: freeing a tensor never waits for
+//!   the device).
+//! * Nothing waits for the GPU until [`Backend::download`], which synchronizes the
+//!   backend's stream only — never the device (see `docs/sync-safety.md`).
+//! * Running out of device memory is an error ([`ModelError::OutOfDeviceMemory`]) that
+//!   names what was being allocated; the device stays usable.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use half::f16;
+use rocmforge_kernels::cpu::{AttentionParams, KvCacheShape};
+use rocmforge_kernels::gpu::{
+    AttentionOps, ElementwiseOps, GpuKvElement, GpuWeights, KernelLoader, NormOps, QuantOps,
+    RopeConfig, RopeOps, GPU_WEIGHT_TYPES,
+};
+use rocmforge_kernels::hip::{
+    Device, DeviceBuffer, DeviceMemory, DeviceMemoryMut, DeviceSlice, DeviceSliceMut, Stream,
+};
+use rocmforge_kernels::quant::GgmlType;
+
+use super::{Backend, KvDtype, KvLayout, RopeSpec};
+use crate::error::{ModelError, Result};
+use crate::gguf::GgufFile;
+
+/// The HIP backend: one device, one stream, the kernels loaded for the device's arch.
+#[derive(Debug)]
+pub struct HipBackend {
+    device: Device,
+    stream: Stream,
+    elementwise: ElementwiseOps,
+    norm: NormOps,
+    rope: RopeOps,
+    quant: QuantOps,
+    attention: AttentionOps,
+}
+
+impl HipBackend {
+    /// A backend on GPU `ordinal` (0 = the first), compiling the kernels for its exact
+    /// arch at first use (cached on disk, see [`rocmforge_kernels::KernelCache`]).
+    pub fn new(ordinal: usize) -> Result<Self> {
+        let device = Device::new(ordinal).map_err(|e| {
+            ModelError::DeviceUnavailable(format!("GPU {ordinal} is not available: {e}"))
+        })?;
+        Self::on_device(&device)
+    }
+
+    /// A backend on `device`, with a new stream of its own.
+    pub fn on_device(device: &Device) -> Result<Self> {
+        let loader = KernelLoader::new(device);
+        Self::with_loader(&loader)
+    }
+
+    /// A backend whose kernels come from `loader` (e.g. one with another cache directory).
+    pub fn with_loader(loader: &KernelLoader) -> Result<Self> {
+        let device = loader.device().clone();
+        let stream = device.new_stream().map_err(gpu_error)?;
+        Ok(HipBackend {
+            elementwise: ElementwiseOps::load(loader)?,
+            norm: NormOps::load(loader)?,
+            rope: RopeOps::load(loader)?,
+            quant: QuantOps::load(loader)?,
+            attention: AttentionOps::load(loader)?,
+            device,
+            stream,
+        })
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The stream every operation is enqueued on.
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    /// Allocates `len` elements of `T` on the stream; out of memory is
+    /// [`ModelError::OutOfDeviceMemory`] naming `what`.
+    fn alloc_buffer<T: bytemuck::Pod>(&self, len: usize, what: &str) -> Result<DeviceBuffer<T>> {
+        DeviceBuffer::alloc(&self.stream, len)
+            .map_err(|e| self.alloc_error(e, len * size_of::<T>(), what))
+    }
+
+    fn alloc_error(
+        &self,
+        e: rocmforge_kernels::hip::Error,
+        bytes: usize,
+        what: &str,
+    ) -> ModelError {
+        if is_out_of_memory(&e) {
+            let free = self.device.memory_info().ok().map(|m| m.free);
+            ModelError::OutOfDeviceMemory {
+                what: what.to_string(),
+                bytes,
+                free,
+            }
+        } else {
+            gpu_error(e)
+        }
+    }
+
+    /// Copies `data` into a new device buffer (waits for the copy).
+    fn upload<T: bytemuck::Pod>(&self, data: &[T], what: &str) -> Result<DeviceBuffer<T>> {
+        let mut buffer = self.alloc_buffer(data.len(), what)?;
+        buffer.copy_from_host(data).map_err(gpu_error)?;
+        Ok(buffer)
+    }
+}
+
+fn is_out_of_memory(e: &rocmforge_kernels::hip::Error) -> bool {
+    matches!(e, rocmforge_kernels::hip::Error::Hip { error, .. } if error.is_out_of_memory())
+}
+
+fn gpu_error(e: rocmforge_kernels::hip::Error) -> ModelError {
+    ModelError::Compute(rocmforge_kernels::Error::Hip(e))
+}
+
+fn shape_error(op: &'static str, message: String) -> ModelError {
+    ModelError::Compute(rocmforge_kernels::Error::Shape { op, message })
+}
+
+/// A weight matrix on the device, in its ggml type.
+#[derive(Debug)]
+pub struct HipMatrix {
+    data: DeviceBuffer<u8>,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+}
+
+impl HipMatrix {
+    /// The matrix as the kernels take it.
+    pub fn weights(&self) -> Result<GpuWeights<'_>> {
+        Ok(GpuWeights::new(
+            self.ty,
+            self.data.as_slice(),
+            self.rows,
+            self.cols,
+        )?)
+    }
+
+    /// Its ggml type.
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Rows (outputs).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns (inputs).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+}
+
+/// The ids and positions of one forward call, on the device.
+#[derive(Debug)]
+pub struct HipTokens {
+    ids: DeviceBuffer<u32>,
+    positions: DeviceBuffer<i32>,
+}
+
+/// K and V of every layer, one buffer each.
+#[derive(Debug)]
+pub struct HipKvLayers<T: bytemuck::Pod> {
+    k: Vec<DeviceBuffer<T>>,
+    v: Vec<DeviceBuffer<T>>,
+}
+
+#[derive(Debug)]
+enum HipKvLayersOf {
+    F32(HipKvLayers<f32>),
+    F16(HipKvLayers<f16>),
+}
+
+/// One sequence's KV cache on the device.
+#[derive(Debug)]
+pub struct HipKvStorage {
+    shape: KvCacheShape,
+    layers: HipKvLayersOf,
+}
+
+impl HipKvStorage {
+    /// Shape of each layer's K (and V) tensor.
+    pub fn shape(&self) -> KvCacheShape {
+        self.shape
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> KvDtype {
+        match self.layers {
+            HipKvLayersOf::F32(_) => KvDtype::F32,
+            HipKvLayersOf::F16(_) => KvDtype::F16,
+        }
+    }
+}
+
+fn layer_of<T: bytemuck::Pod>(
+    layers: &HipKvLayers<T>,
+    index: usize,
+) -> Result<(&DeviceBuffer<T>, &DeviceBuffer<T>)> {
+    match (layers.k.get(index), layers.v.get(index)) {
+        (Some(k), Some(v)) => Ok((k, v)),
+        _ => Err(ModelError::CacheMismatch(format!(
+            "layer {index} of a cache of {} layers",
+            layers.k.len()
+        ))),
+    }
+}
+
+/// Rows `rows` of a tensor of rows of `row_len` elements, checked.
+fn row_range(rows: &Range<usize>, row_len: usize, len: usize, what: &str) -> Result<Range<usize>> {
+    match (
+        rows.start.checked_mul(row_len),
+        rows.end.checked_mul(row_len),
+    ) {
+        (Some(s), Some(e)) if s <= e && e <= len => Ok(s..e),
+        _ => Err(shape_error(
+            "row range",
+            format!("rows {rows:?} of {row_len} elements do not fit the {what} of {len} elements"),
+        )),
+    }
+}
+
+impl HipBackend {
+    #[allow(clippy::too_many_arguments)]
+    fn kv_write_typed<T: GpuKvElement>(
+        &self,
+        layers: &mut HipKvLayers<T>,
+        shape: KvCacheShape,
+        index: usize,
+        pos0: usize,
+        k: DeviceSlice<'_, f32>,
+        v: DeviceSlice<'_, f32>,
+        n_new: usize,
+    ) -> Result<()> {
+        let n_layers = layers.k.len();
+        let mismatch = || ModelError::CacheMismatch(format!("layer {index} of {n_layers}"));
+        let kc = layers.k.get_mut(index).ok_or_else(mismatch)?;
+        self.attention
+            .kv_cache_write(&self.stream, kc.as_slice_mut(), shape, pos0, k, n_new)?;
+        let vc = layers.v.get_mut(index).ok_or_else(mismatch)?;
+        self.attention
+            .kv_cache_write(&self.stream, vc.as_slice_mut(), shape, pos0, v, n_new)?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention_typed<T: GpuKvElement>(
+        &self,
+        layers: &HipKvLayers<T>,
+        index: usize,
+        params: &AttentionParams,
+        pos0: usize,
+        q: DeviceSlice<'_, f32>,
+        n_q: usize,
+        out: DeviceSliceMut<'_, f32>,
+    ) -> Result<()> {
+        let (k, v) = layer_of(layers, index)?;
+        self.attention.attention(
+            &self.stream,
+            params,
+            q,
+            n_q,
+            pos0,
+            k.as_slice(),
+            v.as_slice(),
+            out,
+        )?;
+        Ok(())
+    }
+
+    fn alloc_kv_layers<T: bytemuck::Pod>(
+        &self,
+        layout: &KvLayout,
+        elements: usize,
+    ) -> Result<HipKvLayers<T>> {
+        let mut k = Vec::with_capacity(layout.n_layers);
+        let mut v = Vec::with_capacity(layout.n_layers);
+        for _ in 0..layout.n_layers {
+            for list in [&mut k, &mut v] {
+                let mut b = self.alloc_buffer::<T>(elements, "the KV cache")?;
+                // Zeroed: positions past the written ones are never read, but a cache
+                // that starts defined makes sanitizer runs and dumps meaningful.
+                b.fill_zero().map_err(gpu_error)?;
+                list.push(b);
+            }
+        }
+        Ok(HipKvLayers { k, v })
+    }
+}
+
+impl Backend for HipBackend {
+    type Tensor = DeviceBuffer<f32>;
+    type Matrix = HipMatrix;
+    type Vector = DeviceBuffer<f32>;
+    type KvStorage = HipKvStorage;
+    type Tokens = HipTokens;
+
+    fn name(&self) -> &'static str {
+        "hip"
+    }
+
+    fn load_matrix(
+        &self,
+        file: &Arc<GgufFile>,
+        name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<HipMatrix> {
+        let tensor = file
+            .get_tensor(name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                name: name.to_string(),
+                arch: "llama-family",
+            })?;
+        let ty = tensor.ty();
+        if !GPU_WEIGHT_TYPES.contains(&ty) {
+            return Err(ModelError::UnsupportedTensorType {
+                name: name.to_string(),
+                ty,
+                backend: "hip",
+                hint: format!(
+                    " (the GPU kernels implement {})",
+                    GPU_WEIGHT_TYPES.map(|t| t.name()).join(", ")
+                ),
+            });
+        }
+        let data = self.upload(tensor.data(), &format!("weight '{name}'"))?;
+        let m = HipMatrix {
+            data,
+            ty,
+            rows,
+            cols,
+        };
+        m.weights()?; // checks the byte size against the shape and type
+        Ok(m)
+    }
+
+    fn load_vector(&self, values: &[f32]) -> Result<DeviceBuffer<f32>> {
+        self.upload(values, "a weight vector")
+    }
+
+    fn alloc(&self, len: usize) -> Result<DeviceBuffer<f32>> {
+        self.alloc_buffer(len, "activations")
+    }
+
+    fn alloc_kv(&self, layout: &KvLayout) -> Result<HipKvStorage> {
+        let elements = layout.shape.elements()?;
+        let Some(bytes) = layout.bytes() else {
+            return Err(ModelError::DeviceUnavailable(format!(
+                "a KV cache of {} layers × {:?} overflows the address space",
+                layout.n_layers, layout.shape
+            )));
+        };
+        // Check the whole cache against free memory first: a clear message instead of
+        // an allocation failing half way (which would be released anyway).
+        if let Ok(info) = self.device.memory_info() {
+            if bytes > info.free {
+                return Err(ModelError::OutOfDeviceMemory {
+                    what: format!(
+                        "a KV cache of {} positions × {} layers ({})",
+                        layout.shape.n_ctx,
+                        layout.n_layers,
+                        layout.dtype.name()
+                    ),
+                    bytes,
+                    free: Some(info.free),
+                });
+            }
+        }
+        let layers = match layout.dtype {
+            KvDtype::F32 => HipKvLayersOf::F32(self.alloc_kv_layers(layout, elements)?),
+            KvDtype::F16 => HipKvLayersOf::F16(self.alloc_kv_layers(layout, elements)?),
+        };
+        Ok(HipKvStorage {
+            shape: layout.shape,
+            layers,
+        })
+    }
+
+    fn upload_tokens(&self, ids: &[u32], positions: &[i32]) -> Result<HipTokens> {
+        if ids.len() != positions.len() {
+            return Err(shape_error(
+                "upload_tokens",
+                format!("{} ids but {} positions", ids.len(), positions.len()),
+            ));
+        }
+        Ok(HipTokens {
+            ids: self.upload(ids, "token ids")?,
+            positions: self.upload(positions, "token positions")?,
+        })
+    }
+
+    fn download(&self, x: &DeviceBuffer<f32>, out: &mut [f32]) -> Result<()> {
+        if x.len() != out.len() {
+            return Err(shape_error(
+                "download",
+                format!("tensor of {} into {} elements", x.len(), out.len()),
+            ));
+        }
+        x.copy_to_host(out).map_err(gpu_error)?;
+        // Errors of earlier asynchronous work (e.g. a failed free) surface here.
+        if let Some(e) = self.device.take_deferred_errors().into_iter().next() {
+            return Err(gpu_error(e));
+        }
+        Ok(())
+    }
+
+    fn embedding(
+        &self,
+        table: &HipMatrix,
+        tokens: &HipTokens,
+        out: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        self.quant.get_rows(
+            &self.stream,
+            &table.weights()?,
+            tokens.ids.as_slice(),
+            out.as_slice_mut(),
+        )?;
+        Ok(())
+    }
+
+    fn rms_norm(
+        &self,
+        x: &DeviceBuffer<f32>,
+        weight: &DeviceBuffer<f32>,
+        eps: f32,
+        rows: usize,
+        out: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        self.norm.rms_norm(
+            &self.stream,
+            x.as_slice(),
+            weight.as_slice(),
+            out.as_slice_mut(),
+            rows,
+            weight.len(),
+            eps,
+        )?;
+        Ok(())
+    }
+
+    fn linear(
+        &self,
+        w: &HipMatrix,
+        bias: Option<&DeviceBuffer<f32>>,
+        x: &DeviceBuffer<f32>,
+        n_tokens: usize,
+        out: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        self.quant.matmul(
+            &self.stream,
+            &w.weights()?,
+            x.as_slice(),
+            n_tokens,
+            out.as_slice_mut(),
+        )?;
+        if let Some(b) = bias {
+            if b.len() != w.rows {
+                return Err(shape_error(
+                    "linear",
+                    format!("bias of {} for {} output rows", b.len(), w.rows),
+                ));
+            }
+            self.elementwise
+                .add_bias_rows(&self.stream, out.as_slice_mut(), b.as_slice())?;
+        }
+        Ok(())
+    }
+
+    fn rope(
+        &self,
+        x: &mut DeviceBuffer<f32>,
+        tokens: &HipTokens,
+        n_heads: usize,
+        spec: &RopeSpec,
+        freq_factors: Option<&DeviceBuffer<f32>>,
+    ) -> Result<()> {
+        let cfg = RopeConfig {
+            n_heads,
+            head_dim: spec.head_dim,
+            n_rot: spec.n_rot,
+            mode: spec.mode,
+            freq_base: spec.freq_base,
+            freq_scale: spec.freq_scale,
+        };
+        self.rope.rope_inplace(
+            &self.stream,
+            x.as_slice_mut(),
+            tokens.positions.as_slice(),
+            freq_factors.map(|f| f.as_slice()),
+            &cfg,
+        )?;
+        Ok(())
+    }
+
+    fn kv_write(
+        &self,
+        kv: &mut HipKvStorage,
+        layer: usize,
+        pos0: usize,
+        k: &DeviceBuffer<f32>,
+        v: &DeviceBuffer<f32>,
+        rows: Range<usize>,
+    ) -> Result<()> {
+        let shape = kv.shape;
+        let row_len = shape.row_len()?;
+        let kr = row_range(&rows, row_len, k.len(), "K tensor")?;
+        let vr = row_range(&rows, row_len, v.len(), "V tensor")?;
+        let (ks, vs) = (
+            k.slice(kr).map_err(gpu_error)?,
+            v.slice(vr).map_err(gpu_error)?,
+        );
+        let n_new = rows.len();
+        match &mut kv.layers {
+            HipKvLayersOf::F32(l) => self.kv_write_typed(l, shape, layer, pos0, ks, vs, n_new),
+            HipKvLayersOf::F16(l) => self.kv_write_typed(l, shape, layer, pos0, ks, vs, n_new),
+        }
+    }
+
+    fn attention(
+        &self,
+        kv: &HipKvStorage,
+        layer: usize,
+        params: &AttentionParams,
+        pos0: usize,
+        q: &DeviceBuffer<f32>,
+        rows: Range<usize>,
+        out: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        if params.kv != kv.shape {
+            return Err(ModelError::CacheMismatch(format!(
+                "attention over {:?}, cache of {:?}",
+                params.kv, kv.shape
+            )));
+        }
+        let row_len = params.n_heads * params.kv.head_dim;
+        let qr = row_range(&rows, row_len, q.len(), "query tensor")?;
+        let or = row_range(&rows, row_len, out.len(), "attention output")?;
+        let qs = q.slice(qr).map_err(gpu_error)?;
+        let os = out.slice_mut(or).map_err(gpu_error)?;
+        let n_q = rows.len();
+        match &kv.layers {
+            HipKvLayersOf::F32(l) => self.attention_typed(l, layer, params, pos0, qs, n_q, os),
+            HipKvLayersOf::F16(l) => self.attention_typed(l, layer, params, pos0, qs, n_q, os),
+        }
+    }
+
+    fn swiglu(
+        &self,
+        gate: &DeviceBuffer<f32>,
+        up: &DeviceBuffer<f32>,
+        out: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        self.elementwise.swiglu(
+            &self.stream,
+            gate.as_slice(),
+            up.as_slice(),
+            out.as_slice_mut(),
+        )?;
+        Ok(())
+    }
+
+    fn add(
+        &self,
+        a: &DeviceBuffer<f32>,
+        b: &DeviceBuffer<f32>,
+        out: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        self.elementwise
+            .add(&self.stream, a.as_slice(), b.as_slice(), out.as_slice_mut())?;
+        Ok(())
+    }
+
+    fn gather_rows(
+        &self,
+        x: &DeviceBuffer<f32>,
+        row_len: usize,
+        rows: &[usize],
+        out: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        if rows.len().checked_mul(row_len) != Some(out.len()) {
+            return Err(shape_error(
+                "gather_rows",
+                format!(
+                    "{} rows of {row_len} into a tensor of {}",
+                    rows.len(),
+                    out.len()
+                ),
+            ));
+        }
+        for (i, &r) in rows.iter().enumerate() {
+            let src = x
+                .slice(row_range(&(r..r + 1), row_len, x.len(), "source tensor")?)
+                .map_err(gpu_error)?;
+            let mut dst = out
+                .slice_mut(i * row_len..(i + 1) * row_len)
+                .map_err(gpu_error)?;
+            dst.copy_from_device(&src).map_err(gpu_error)?;
+        }
+        Ok(())
+    }
+}
