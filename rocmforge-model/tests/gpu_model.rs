@@ -224,7 +224,7 @@ fn synthetic_real_shape_models_gpu_matches_cpu_in_every_weight_type() {
 #[ignore = "needs a GPU"]
 fn out_of_gpu_memory_is_an_error_and_the_gpu_stays_usable() {
     let backend = HipBackend::new(0).unwrap();
-    let free = backend.device().memory_info().unwrap().free;
+    let free = backend.available_memory().unwrap();
 
     // Activations far larger than the card.
     match backend.alloc(free / 2) {
@@ -245,9 +245,13 @@ fn out_of_gpu_memory_is_an_error_and_the_gpu_stays_usable() {
     // Loading weights into a nearly full GPU: occupy all but 32 MiB, then load the demo
     // model (94 MiB of weights) — an error naming a weight; after freeing, it loads.
     let device = model.backend().device().clone();
-    let stream = device.new_stream().unwrap();
+    let stream = model.backend().stream().clone();
     let left = 32 << 20;
-    let hog_len = device.memory_info().unwrap().free.saturating_sub(left);
+    let hog_len = model
+        .backend()
+        .available_memory()
+        .unwrap()
+        .saturating_sub(left);
     let hog = DeviceBuffer::<u8>::alloc(&stream, hog_len).unwrap();
     stream.synchronize().unwrap();
     let err = Model::load(demo_file(), HipBackend::on_device(&device).unwrap()).unwrap_err();

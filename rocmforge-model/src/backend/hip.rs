@@ -89,6 +89,16 @@ impl HipBackend {
             .map_err(|e| self.alloc_error(e, len * size_of::<T>(), what))
     }
 
+    /// Bytes this backend can still allocate: the device's free memory plus what the
+    /// stream-ordered pool holds but has not handed out (freed buffers stay reserved by
+    /// the pool for reuse, and the device's free-memory count does not include them).
+    pub fn available_memory(&self) -> Result<usize> {
+        let free = self.device.memory_info().map_err(gpu_error)?.free;
+        let (used, reserved) = self.device.pool_usage().map_err(gpu_error)?;
+        let idle = usize::try_from(reserved.saturating_sub(used)).unwrap_or(usize::MAX);
+        Ok(free.saturating_add(idle))
+    }
+
     fn alloc_error(
         &self,
         e: rocmforge_kernels::hip::Error,
@@ -96,7 +106,7 @@ impl HipBackend {
         what: &str,
     ) -> ModelError {
         if is_out_of_memory(&e) {
-            let free = self.device.memory_info().ok().map(|m| m.free);
+            let free = self.available_memory().ok();
             ModelError::OutOfDeviceMemory {
                 what: what.to_string(),
                 bytes,
@@ -365,8 +375,8 @@ impl Backend for HipBackend {
         };
         // Check the whole cache against free memory first: a clear message instead of
         // an allocation failing half way (which would be released anyway).
-        if let Ok(info) = self.device.memory_info() {
-            if bytes > info.free {
+        if let Ok(available) = self.available_memory() {
+            if bytes > available {
                 return Err(ModelError::OutOfDeviceMemory {
                     what: format!(
                         "a KV cache of {} positions × {} layers ({})",
@@ -375,7 +385,7 @@ impl Backend for HipBackend {
                         layout.dtype.name()
                     ),
                     bytes,
-                    free: Some(info.free),
+                    free: Some(available),
                 });
             }
         }

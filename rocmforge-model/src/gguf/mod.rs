@@ -47,6 +47,7 @@ mod demo;
 mod error;
 mod metadata;
 mod reader;
+mod synthetic;
 mod tensor;
 mod value;
 mod writer;
@@ -60,6 +61,7 @@ pub use reader::{GgufFile, GgufHeader};
 pub use rocmforge_kernels::quant::GgmlType;
 pub use tensor::{GgufTensor, TensorInfo};
 pub use value::{GgufArray, GgufString, GgufValue, GgufValueType};
+pub use synthetic::{SyntheticModel, SYNTHETIC_RMS_EPS, SYNTHETIC_ROPE_BASE};
 pub use writer::GgufWriter;
 
 /// The four bytes every GGUF file starts with.

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Prepares the two carries a model run on the GPU host needs (see docs/verification.md):
+# the demo model (98 MB) is larger than one carry (64 MiB), so it travels in two halves.
+#
+#   scripts/gpu-model-carry.sh
+#   # call 1, carry gpu-carry1:  cp gpu-carry1/model.part1 /tmp/
+#   # call 2 (within 30 s, machine still warm), carry gpu-carry2:
+#   #   gpu-carry2/run-model.sh [test and bench arguments...]
+#
+# gpu-carry2 also gets the model test binary and the generate / model_bench examples,
+# built in release mode and stripped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=models/SmolLM2-135M-Instruct.Q4_1.gguf
+[ -f "$model" ] || bash scripts/fetch-demo-model.sh
+rm -rf gpu-carry1 gpu-carry2
+mkdir -p gpu-carry1 gpu-carry2/bin
+half=56000000
+head -c "$half" "$model" >gpu-carry1/model.part1
+tail -c +"$((half + 1))" "$model" >gpu-carry2/model.part2
+md5sum "$model" | cut -d' ' -f1 >gpu-carry2/model.md5
+
+exe=$(cargo test --release -p rocmforge-model --test gpu_model --no-run --message-format=json 2>/dev/null |
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        print(m["executable"])
+')
+cp "$exe" gpu-carry2/bin/gpu_model
+cargo build --release --example generate --example model_bench
+cp target/release/examples/generate target/release/examples/model_bench gpu-carry2/bin/
+strip gpu-carry2/bin/*
+
+cat >gpu-carry2/run-model.sh <<'RUN'
+#!/usr/bin/env bash
+# Joins the demo model in /tmp and sets up the environment, then runs "$@".
+set -e
+cd "$(dirname "$0")"
+if [ ! -f /tmp/demo.gguf ] || [ "$(md5sum </tmp/demo.gguf | cut -d' ' -f1)" != "$(cat model.md5)" ]; then
+    cat /tmp/model.part1 model.part2 >/tmp/demo.gguf
+fi
+[ "$(md5sum </tmp/demo.gguf | cut -d' ' -f1)" = "$(cat model.md5)" ] || { echo "demo model checksum mismatch"; exit 1; }
+export ROCMFORGE_DEMO_MODEL=/tmp/demo.gguf ROCMFORGE_PLATFORM=${ROCMFORGE_PLATFORM:-auto}
+export XDG_CACHE_HOME=${XDG_CACHE_HOME:-/tmp/rocmforge-cache}
+"$@"
+RUN
+chmod +x gpu-carry2/run-model.sh
+du -sh gpu-carry1 gpu-carry2
