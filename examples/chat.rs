@@ -2,17 +2,19 @@
 //! to the whole conversation each turn. Type a message and press Enter; an empty line or
 //! end of input quits; `/reset` starts a new conversation.
 //!
-//! `cargo run --release --example chat [-- --model PATH] [--temperature T] [--seed S] [--system TEXT]`
+//! `cargo run --release --example chat [-- --model PATH] [--device auto|cpu|gpu] [--temperature T] [--seed S] [--system TEXT]`
 //!
-//! Runs on the CPU backend for now (the HIP backend of the model is not written yet).
+//! `--device auto` (the default) runs on the first GPU when one is usable, else on the CPU.
 
 use std::io::{BufRead, Write};
 use std::ops::ControlFlow;
 use std::process::ExitCode;
 
+use rocmforge::model::backend::Backend;
 use rocmforge::model::chat_template::ChatMessage;
 use rocmforge::model::generate::{GenerateOptions, Generator, SamplingParams};
 use rocmforge::model::kv_cache::KvCacheOptions;
+use rocmforge::model::ModelError;
 
 const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
@@ -22,6 +24,7 @@ struct Args {
     seed: u64,
     system: Option<String>,
     max_tokens: usize,
+    device: String,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -31,6 +34,7 @@ fn parse_args() -> Result<Args, String> {
         seed: 0,
         system: None,
         max_tokens: 512,
+        device: "auto".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -48,6 +52,7 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--seed: {e}"))?
             }
             "--system" => args.system = Some(value("--system")?),
+            "--device" => args.device = value("--device")?,
             "--max-tokens" => {
                 args.max_tokens = value("--max-tokens")?
                     .parse()
@@ -60,9 +65,30 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn run(args: Args) -> rocmforge::model::Result<()> {
-    let generator = Generator::open_cpu(&args.model)?;
+    match args.device.as_str() {
+        "cpu" => chat(&args, Generator::open_cpu(&args.model)?, "CPU"),
+        "gpu" => chat(&args, Generator::open_gpu(&args.model)?, "GPU"),
+        "auto" => match Generator::open_gpu(&args.model) {
+            Ok(generator) => chat(&args, generator, "GPU"),
+            Err(ModelError::DeviceUnavailable(why)) => {
+                eprintln!("note: {why}; running on the CPU");
+                chat(&args, Generator::open_cpu(&args.model)?, "CPU")
+            }
+            Err(e) => Err(e),
+        },
+        other => Err(ModelError::DeviceUnavailable(format!(
+            "--device {other}: expected auto, cpu or gpu"
+        ))),
+    }
+}
+
+fn chat<B: Backend>(
+    args: &Args,
+    generator: Generator<B>,
+    device: &str,
+) -> rocmforge::model::Result<()> {
     eprintln!(
-        "loaded {} on the CPU; empty line to quit, /reset to start over",
+        "loaded {} on the {device}; empty line to quit, /reset to start over",
         args.model
     );
     let mut messages: Vec<ChatMessage> = args

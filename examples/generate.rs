@@ -44,9 +44,8 @@ OPTIONS:
     --ctx-size N         context length in tokens [default: the model's, at most 4096]
     --threads N          CPU threads [default: one per core]
     --device DEV         auto | cpu | gpu [default: auto]
-                           auto: the GPU when present, else the CPU (with a notice on stderr).
-                           The GPU (HIP) backend is not implemented yet: `gpu` is an error that
-                           says so, and `auto` runs on the CPU for now, also with a notice.
+                           auto: the first GPU when one is usable, else the CPU (with a
+                           notice on stderr saying why); gpu: an error when there is none
     --json               print one JSON object (prompt_ids, generated_ids, text, top_logprobs,
                          device, timings) instead of streaming the text
     -h, --help           this help

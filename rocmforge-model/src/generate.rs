@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use rocmforge_kernels::cpu::{self, Penalties, SamplerConfig};
 
 use crate::backend::cpu::CpuBackend;
+use crate::backend::hip::HipBackend;
 use crate::backend::Backend;
 use crate::chat_template::{apply_chat_template, ChatMessage};
 use crate::error::{ModelError, Result};
@@ -401,6 +402,14 @@ impl Generator<CpuBackend> {
     /// Memory-maps the GGUF file at `path` and loads it on the CPU backend.
     pub fn open_cpu(path: impl AsRef<Path>) -> Result<Self> {
         Self::load(GgufFile::open(path)?, CpuBackend::new())
+    }
+}
+
+impl Generator<HipBackend> {
+    /// Memory-maps the GGUF file at `path` and loads it on the first GPU (HIP backend;
+    /// kernels compiled for its arch at first use and cached on disk).
+    pub fn open_gpu(path: impl AsRef<Path>) -> Result<Self> {
+        Self::load(GgufFile::open(path)?, HipBackend::new(0)?)
     }
 }
 

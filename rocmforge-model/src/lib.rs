@@ -4,7 +4,8 @@
 //! * [`gguf`], [`tokenizer`], [`chat_template`] — reading model files and text.
 //! * [`config`] — architecture and hyper-parameters ([`config::ModelConfig`]).
 //! * [`backend`] — the [`backend::Backend`] trait the forward pass is written against, and
-//!   the CPU backend ([`backend::cpu::CpuBackend`]). The HIP backend is not written yet.
+//!   its GPU backend ([`backend::hip::HipBackend`], the kernels of rocmforge-kernels on one
+//!   stream) and CPU backend ([`backend::cpu::CpuBackend`], the reference ops).
 //! * [`model`] — [`model::Model`]: weights on a backend and the forward pass;
 //!   [`kv_cache`] — per-sequence KV caches.
 //! * [`generate`] — sampling, [`generate::Generator`] / [`generate::Session`] and streaming

@@ -294,6 +294,59 @@ fn prompt_longer_than_the_context_is_an_error_on_the_gpu() {
     assert!(matches!(err, ModelError::InvalidToken { .. }), "{err}");
 }
 
+/// Several sequences in one forward pass on the GPU give what each gives alone.
+#[test]
+#[ignore = "needs a GPU"]
+fn batched_sequences_on_the_gpu_equal_separate_runs() {
+    use rocmforge_model::model::BatchSequence;
+    let model = gpu_generator().model();
+    let opts = KvCacheOptions::with_n_ctx(64);
+    let prompts: [&[u32]; 3] = [&[1, 9, 400, 77], &[5000, 3, 12], &[42, 42, 42, 42, 42, 7]];
+    let mut alone = Vec::new();
+    for p in prompts {
+        let mut c = model.new_cache(&opts).unwrap();
+        let mut l = model.forward(&mut c, p, Logits::Last).unwrap();
+        l.extend(model.forward(&mut c, &[11], Logits::Last).unwrap());
+        alone.push(l);
+    }
+    let mut caches: Vec<_> = prompts
+        .iter()
+        .map(|_| model.new_cache(&opts).unwrap())
+        .collect();
+    let mut seqs: Vec<BatchSequence<'_, HipBackend>> = caches
+        .iter_mut()
+        .zip(prompts)
+        .map(|(cache, tokens)| BatchSequence {
+            cache,
+            tokens,
+            logits: Logits::Last,
+        })
+        .collect();
+    let mut batched = model.forward_batch(&mut seqs).unwrap();
+    drop(seqs);
+    let mut seqs: Vec<BatchSequence<'_, HipBackend>> = caches
+        .iter_mut()
+        .map(|cache| BatchSequence {
+            cache,
+            tokens: &[11],
+            logits: Logits::Last,
+        })
+        .collect();
+    for (b, step) in batched
+        .iter_mut()
+        .zip(model.forward_batch(&mut seqs).unwrap())
+    {
+        b.extend(step);
+    }
+    for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
+        let (d, m) = max_diff(b, a);
+        assert!(
+            d <= 1e-4 * m.max(1.0),
+            "sequence {i}: batched differs by {d}"
+        );
+    }
+}
+
 /// Generation on the GPU is deterministic: the same seed gives the same tokens.
 #[test]
 #[ignore = "needs a GPU"]
