@@ -117,9 +117,12 @@ fn bench<B: Backend>(model: &Model<B>, args: &Args) -> Result<Speeds, Box<dyn st
         .collect();
     let opts = KvCacheOptions::with_n_ctx(args.prompt.max(args.generate) + 1).dtype(args.kv);
     let mut cache = model.new_cache(&opts)?;
-    // Warm-up: kernels compiled and loaded, allocator pools filled.
-    model.forward(&mut cache, &prompt[..prompt.len().min(16)], Logits::Last)?;
-    cache.clear();
+    // Warm-up: kernels compiled and loaded, allocator pools filled, the decode step
+    // recorded.
+    if !prompt.is_empty() {
+        model.forward(&mut cache, &prompt[..prompt.len().min(16)], Logits::Last)?;
+        cache.clear();
+    }
     model.forward(&mut cache, &[1], Logits::Last)?;
 
     let mut pp = Vec::new();

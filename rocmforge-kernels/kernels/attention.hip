@@ -294,9 +294,8 @@ void rf_attn_decode_bf16(const float* q, const rf_u16* k, const rf_u16* v, float
 // Combines the splits of rf_attn_decode: grid (n_heads, n_q), block RF_ATTN_THREADS.
 // Query i has ceil((pos0 + i + 1) / chunk) non-empty splits s, each with (m_s, l_s, o_s):
 //   M = max m_s,  out = sum_s exp(m_s - M) o_s / sum_s exp(m_s - M) l_s.
-extern "C" __global__ __launch_bounds__(RF_ATTN_THREADS)
-void rf_attn_combine(const float* part, float* out, rf_u32 n_q, rf_u32 pos0, rf_u32 n_heads, rf_u32 head_dim,
-                     rf_u32 n_splits, rf_u32 chunk) {
+RF_DEVICE void rf_attn_combine_body(const float* part, float* out, rf_u32 n_q, rf_u32 pos0, rf_u32 n_heads,
+                                    rf_u32 head_dim, rf_u32 n_splits, rf_u32 chunk) {
     __shared__ float red_s[RF_ATTN_THREADS / WAVE_SIZE];
     __shared__ float w_s[RF_ATTN_THREADS];
     const int tid = threadIdx.x;
@@ -344,6 +343,76 @@ void rf_attn_combine(const float* part, float* out, rf_u32 n_q, rf_u32 pos0, rf_
         const rf_u32 d = tid + c * RF_ATTN_THREADS;
         if (d < head_dim) out[oo + d] = acc[c] / l;
     }
+}
+
+extern "C" __global__ __launch_bounds__(RF_ATTN_THREADS)
+void rf_attn_combine(const float* part, float* out, rf_u32 n_q, rf_u32 pos0, rf_u32 n_heads, rf_u32 head_dim,
+                     rf_u32 n_splits, rf_u32 chunk) {
+    rf_attn_combine_body(part, out, n_q, pos0, n_heads, head_dim, n_splits, chunk);
+}
+
+// ---- decode with the position on the device -----------------------------------------
+// The same KV write, decode and combine with the position of the first new row / query
+// read from pos[0] instead of passed by value, so that one recorded launch (a graph)
+// serves every decode step. The launcher plans the splits for the cache's capacity n_ctx;
+// splits past the current length return at once. A position that does not fit the
+// cache (pos < 0 or pos + n > n_ctx) writes and reads nothing: the host checks it before
+// every step, this keeps a wrong value from touching memory outside the cache.
+
+RF_DEVICE bool rf_pos_fits(rf_i32 p, rf_u32 n, rf_u32 n_ctx) {
+    return p >= 0 && (rf_u64)p + n <= n_ctx;
+}
+
+extern "C" __global__ void rf_kv_write_at_f32(const float* src, float* cache, const rf_i32* pos, rf_u64 row,
+                                           rf_u32 n_new, rf_u32 n_ctx) {
+    const rf_i32 p = pos[0];
+    if (!rf_pos_fits(p, n_new, n_ctx)) return;
+    rf_kv_write<rf_kv_f32>(src, cache + (rf_u64)p * row, (rf_u64)n_new * row);
+}
+extern "C" __global__ void rf_kv_write_at_f16(const float* src, rf_u16* cache, const rf_i32* pos, rf_u64 row,
+                                           rf_u32 n_new, rf_u32 n_ctx) {
+    const rf_i32 p = pos[0];
+    if (!rf_pos_fits(p, n_new, n_ctx)) return;
+    rf_kv_write<rf_kv_f16>(src, cache + (rf_u64)p * row, (rf_u64)n_new * row);
+}
+extern "C" __global__ void rf_kv_write_at_bf16(const float* src, rf_u16* cache, const rf_i32* pos, rf_u64 row,
+                                           rf_u32 n_new, rf_u32 n_ctx) {
+    const rf_i32 p = pos[0];
+    if (!rf_pos_fits(p, n_new, n_ctx)) return;
+    rf_kv_write<rf_kv_bf16>(src, cache + (rf_u64)p * row, (rf_u64)n_new * row);
+}
+
+extern "C" __global__ __launch_bounds__(RF_ATTN_THREADS)
+void rf_attn_decode_at_f32(const float* q, const float* k, const float* v, float* out, float* part, rf_u32 n_q,
+                          const rf_i32* pos, rf_u32 n_ctx, rf_u32 n_heads, rf_u32 group, rf_u32 n_kv_heads,
+                          rf_u32 head_dim, rf_u32 chunk, float scale) {
+    const rf_i32 p = pos[0];
+    if (!rf_pos_fits(p, n_q, n_ctx)) return;
+    rf_attn_decode<rf_kv_f32>(q, k, v, out, part, n_q, (rf_u32)p, n_heads, group, n_kv_heads, head_dim, chunk, scale);
+}
+extern "C" __global__ __launch_bounds__(RF_ATTN_THREADS)
+void rf_attn_decode_at_f16(const float* q, const rf_u16* k, const rf_u16* v, float* out, float* part, rf_u32 n_q,
+                          const rf_i32* pos, rf_u32 n_ctx, rf_u32 n_heads, rf_u32 group, rf_u32 n_kv_heads,
+                          rf_u32 head_dim, rf_u32 chunk, float scale) {
+    const rf_i32 p = pos[0];
+    if (!rf_pos_fits(p, n_q, n_ctx)) return;
+    rf_attn_decode<rf_kv_f16>(q, k, v, out, part, n_q, (rf_u32)p, n_heads, group, n_kv_heads, head_dim, chunk, scale);
+}
+extern "C" __global__ __launch_bounds__(RF_ATTN_THREADS)
+void rf_attn_decode_at_bf16(const float* q, const rf_u16* k, const rf_u16* v, float* out, float* part, rf_u32 n_q,
+                          const rf_i32* pos, rf_u32 n_ctx, rf_u32 n_heads, rf_u32 group, rf_u32 n_kv_heads,
+                          rf_u32 head_dim, rf_u32 chunk, float scale) {
+    const rf_i32 p = pos[0];
+    if (!rf_pos_fits(p, n_q, n_ctx)) return;
+    rf_attn_decode<rf_kv_bf16>(q, k, v, out, part, n_q, (rf_u32)p, n_heads, group, n_kv_heads, head_dim, chunk, scale);
+}
+
+extern "C" __global__ __launch_bounds__(RF_ATTN_THREADS)
+void rf_attn_combine_at(const float* part, float* out, rf_u32 n_q, const rf_i32* pos, rf_u32 n_ctx,
+                        rf_u32 n_heads, rf_u32 head_dim, rf_u32 n_splits, rf_u32 chunk) {
+    const rf_i32 p = pos[0];
+    if (!rf_pos_fits(p, n_q, n_ctx)) return;
+    rf_attn_combine_body(part, out, n_q, (rf_u32)p, n_heads, head_dim, n_splits, chunk);
 }
 
 // ---- prefill: tiles of queries x keys, online softmax ------------------------------

@@ -102,9 +102,18 @@ enum Path {
     Decode,
     /// `prefill_attention`, whatever n_q.
     Prefill,
+    /// `decode_attention_at`: the position read from device memory, splits planned for
+    /// the capacity.
+    DecodeAt,
 }
 
-const ALL_PATHS: [Path; 4] = [Path::Auto, Path::AutoScratch, Path::Decode, Path::Prefill];
+const ALL_PATHS: [Path; 5] = [
+    Path::Auto,
+    Path::AutoScratch,
+    Path::Decode,
+    Path::Prefill,
+    Path::DecodeAt,
+];
 
 #[derive(Clone, Copy, Debug)]
 struct Case {
@@ -182,6 +191,23 @@ fn check_case<T: GpuKvElement>(case: &Case, paths: &[Path], tol: f32) -> f32 {
             Path::Prefill => g
                 .ops
                 .prefill_attention(&g.stream, &p, qs, n_q, pos0, ks, vs, os),
+            Path::DecodeAt => {
+                let len = g.ops.decode_at_scratch_len(&p, n_q).unwrap();
+                let mut scratch = poisoned::<f32>(len);
+                // The position, and garbage after it that the kernels must not read.
+                let positions = upload(&[pos0 as i32, -7, i32::MAX]);
+                g.ops.decode_attention_at(
+                    &g.stream,
+                    &p,
+                    qs,
+                    n_q,
+                    positions.as_slice(),
+                    ks,
+                    vs,
+                    os,
+                    scratch.as_slice_mut(),
+                )
+            }
         }
         .unwrap();
         let what = format!("{path:?} {} {case:?}", T::NAME);
@@ -488,14 +514,58 @@ fn check_kv_write<T: GpuKvElement>(shape: KvCacheShape, pos0: usize, n_new: usiz
             n_new,
         )
         .unwrap();
+    // The same write with the position in device memory, into a copy of the old cache.
+    let mut dev_at = upload(&host);
+    let positions = upload(&[pos0 as i32]);
+    g.ops
+        .kv_cache_write_at(
+            &g.stream,
+            dev_at.as_slice_mut(),
+            shape,
+            positions.as_slice(),
+            dnew.as_slice(),
+            n_new,
+        )
+        .unwrap();
     cpu::kv_cache_write(&mut host, shape, pos0, &new, n_new).unwrap();
-    let got = dev.to_vec().unwrap();
-    for (i, (a, b)) in got.iter().zip(&host).enumerate() {
-        let (a, b) = (a.to_f32(), b.to_f32());
+    for (name, buffer) in [("kv_cache_write", &dev), ("kv_cache_write_at", &dev_at)] {
+        let got = buffer.to_vec().unwrap();
+        for (i, (a, b)) in got.iter().zip(&host).enumerate() {
+            let (a, b) = (a.to_f32(), b.to_f32());
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "{name} {} {shape:?} pos0 {pos0} n_new {n_new}: element {i}: gpu {a} cpu {b}",
+                T::NAME
+            );
+        }
+    }
+    // A position past the cache writes nothing (the kernel's own bounds check).
+    let before = dev_at.to_vec().unwrap();
+    for bad in [
+        shape.n_ctx as i32,
+        -1,
+        i32::MAX,
+        (shape.n_ctx - n_new) as i32 + 1,
+    ] {
+        let positions = upload(&[bad]);
+        g.ops
+            .kv_cache_write_at(
+                &g.stream,
+                dev_at.as_slice_mut(),
+                shape,
+                positions.as_slice(),
+                dnew.as_slice(),
+                n_new,
+            )
+            .unwrap();
+        let after = dev_at.to_vec().unwrap();
         assert!(
-            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
-            "kv_cache_write {} {shape:?} pos0 {pos0} n_new {n_new}: element {i}: gpu {a} cpu {b}",
-            T::NAME
+            before
+                .iter()
+                .zip(&after)
+                .all(|(a, b)| bytemuck::bytes_of(a) == bytemuck::bytes_of(b)),
+            "kv_cache_write_at at position {bad} of {} wrote into the cache",
+            shape.n_ctx
         );
     }
 }

@@ -7,6 +7,7 @@
 //! [`ModelError::ContextOverflow`] before anything is computed.
 
 use crate::backend::{Backend, KvDtype, KvLayout};
+use crate::decode_step::DecodeStep;
 use crate::error::{ModelError, Result};
 
 /// Options of a KV cache.
@@ -52,6 +53,10 @@ pub struct KvCache<B: Backend> {
     pub(crate) storage: B::KvStorage,
     pub(crate) layout: KvLayout,
     pub(crate) len: usize,
+    /// The buffers and recording of this sequence's one-token decode steps, made at the
+    /// first one. Declared after `storage`: dropped after it, which is harmless (the
+    /// recording is never replayed once the cache is being dropped).
+    pub(crate) decode: Option<Box<DecodeStep<B>>>,
 }
 
 impl<B: Backend> std::fmt::Debug for KvCache<B> {
@@ -81,6 +86,7 @@ impl<B: Backend> KvCache<B> {
             storage: backend.alloc_kv(&layout)?,
             layout,
             len: 0,
+            decode: None,
         })
     }
 

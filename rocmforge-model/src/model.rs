@@ -21,8 +21,10 @@ use std::sync::Arc;
 
 use rocmforge_kernels::cpu::{AttentionParams, KvCacheShape};
 
+use crate::activations::{Activations, SequenceRows};
 use crate::backend::{Backend, KvLayout, RopeSpec};
 use crate::config::{LayerTensorNames, ModelConfig, OUTPUT, OUTPUT_NORM, ROPE_FREQS, TOKEN_EMBD};
+use crate::decode_step::DecodeStep;
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
 use crate::kv_cache::{KvCache, KvCacheOptions};
@@ -110,6 +112,8 @@ pub struct BatchSequence<'a, B: Backend> {
 /// can run against one loaded model, sharing its weights.
 pub struct Model<B: Backend> {
     backend: B,
+    /// Identifies this model to the decode steps recorded with its weights.
+    identity: Arc<()>,
     config: ModelConfig,
     file: Arc<GgufFile>,
     options: ModelOptions,
@@ -262,6 +266,7 @@ impl<B: Backend> Model<B> {
         };
         Ok(Model {
             backend,
+            identity: Arc::new(()),
             config,
             file,
             options,
@@ -310,6 +315,7 @@ impl<B: Backend> Model<B> {
             .unwrap_or_else(|| self.config.n_ctx_train.min(KvCacheOptions::DEFAULT_MAX_CTX));
         KvLayout {
             n_layers: self.config.n_layers,
+            n_heads: self.config.n_heads,
             shape: KvCacheShape {
                 n_ctx,
                 n_kv_heads: self.config.n_kv_heads,
@@ -339,6 +345,9 @@ impl<B: Backend> Model<B> {
     ) -> Result<Vec<f32>> {
         if tokens.is_empty() {
             return Err(ModelError::EmptyInput("forward: no tokens to process"));
+        }
+        if let ([id], Logits::Last) = (tokens, logits) {
+            return self.decode_step(cache, *id);
         }
         self.check_tokens(tokens)?;
         cache.check_fits(tokens.len())?;
@@ -398,62 +407,7 @@ impl<B: Backend> Model<B> {
         }
         let tokens = b.upload_tokens(&ids, &positions)?;
 
-        let rope = RopeSpec {
-            head_dim: c.head_dim,
-            n_rot: c.n_rot,
-            mode: c.rope_mode,
-            freq_base: c.rope_freq_base,
-            freq_scale: c.rope_freq_scale,
-        };
-        let freq_factors = self.rope_freqs.as_ref();
-        let eps = c.rms_eps;
-
-        // Activations of the whole batch.
-        let mut x = b.alloc(n * c.n_embd)?; // the residual stream
-        let mut x_next = b.alloc(n * c.n_embd)?;
-        let mut h = b.alloc(n * c.n_embd)?; // normed input / projection output
-        let mut q = b.alloc(n * c.q_dim())?;
-        let mut k = b.alloc(n * c.kv_dim())?;
-        let mut v = b.alloc(n * c.kv_dim())?;
-        let mut att = b.alloc(n * c.q_dim())?;
-        let mut gate = b.alloc(n * c.n_ff)?;
-        let mut up = b.alloc(n * c.n_ff)?;
-        let mut ffn = b.alloc(n * c.n_ff)?;
-
-        b.embedding(&self.token_embd, &tokens, &mut x)?;
-
-        for (l, w) in self.layers.iter().enumerate() {
-            // Attention.
-            b.rms_norm(&x, &w.attn_norm, eps, n, &mut h)?;
-            b.linear(&w.wq, w.bq.as_ref(), &h, n, &mut q)?;
-            b.linear(&w.wk, w.bk.as_ref(), &h, n, &mut k)?;
-            b.linear(&w.wv, w.bv.as_ref(), &h, n, &mut v)?;
-            b.rope(&mut q, &tokens, c.n_heads, &rope, freq_factors)?;
-            b.rope(&mut k, &tokens, c.n_kv_heads, &rope, freq_factors)?;
-            for (s, rows) in seqs.iter_mut().zip(&spans) {
-                let pos0 = s.cache.len;
-                let attn = AttentionParams::new(c.n_heads, s.cache.layout.shape);
-                b.kv_write(&mut s.cache.storage, l, pos0, &k, &v, rows.clone())?;
-                b.attention(&s.cache.storage, l, &attn, pos0, &q, rows.clone(), &mut att)?;
-            }
-            b.linear(&w.wo, None, &att, n, &mut h)?;
-            b.add(&x, &h, &mut x_next)?;
-            std::mem::swap(&mut x, &mut x_next);
-
-            // Feed-forward (SwiGLU).
-            b.rms_norm(&x, &w.ffn_norm, eps, n, &mut h)?;
-            b.linear(&w.w_gate, None, &h, n, &mut gate)?;
-            b.linear(&w.w_up, None, &h, n, &mut up)?;
-            b.swiglu(&gate, &up, &mut ffn)?;
-            b.linear(&w.w_down, None, &ffn, n, &mut h)?;
-            b.add(&x, &h, &mut x_next)?;
-            std::mem::swap(&mut x, &mut x_next);
-        }
-        for (s, rows) in seqs.iter_mut().zip(&spans) {
-            s.cache.len += rows.len();
-        }
-
-        // Logits of the rows asked for: final norm, then the output projection.
+        // The rows that get logits.
         let mut out_rows = Vec::new();
         let mut out_counts = Vec::with_capacity(seqs.len());
         for (s, rows) in seqs.iter().zip(&spans) {
@@ -465,22 +419,31 @@ impl<B: Backend> Model<B> {
             }
             out_counts.push(out_rows.len() - before);
         }
-        let n_out = out_rows.len();
+
+        let mut acts = Activations::new(b, c, n, out_rows.len())?;
+        let mut caches: Vec<SequenceRows<'_, B>> = seqs
+            .iter_mut()
+            .zip(&spans)
+            .map(|(s, rows)| SequenceRows {
+                storage: &mut s.cache.storage,
+                shape: s.cache.layout.shape,
+                pos0: s.cache.len,
+                rows: rows.clone(),
+            })
+            .collect();
+        self.run(&mut acts, &tokens, &mut caches, &out_rows)?;
+        drop(caches);
+        for (s, rows) in seqs.iter_mut().zip(&spans) {
+            s.cache.len += rows.len();
+        }
+
         let mut result: Vec<Vec<f32>> = Vec::with_capacity(seqs.len());
-        if n_out == 0 {
+        let Some(logits) = &acts.logits else {
             result.resize_with(seqs.len(), Vec::new);
             return Ok(result);
-        }
-        let mut xo = b.alloc(n_out * c.n_embd)?;
-        b.gather_rows(&x, c.n_embd, &out_rows, &mut xo)?;
-        let mut xo_norm = b.alloc(n_out * c.n_embd)?;
-        b.rms_norm(&xo, &self.output_norm, eps, n_out, &mut xo_norm)?;
-        let mut logits = b.alloc(n_out * c.n_vocab)?;
-        let output = self.output.as_ref().unwrap_or(&self.token_embd);
-        b.linear(output, None, &xo_norm, n_out, &mut logits)?;
-        let mut host = vec![0.0f32; n_out * c.n_vocab];
-        b.download(&logits, &mut host)?;
-
+        };
+        let mut host = vec![0.0f32; out_rows.len() * c.n_vocab];
+        b.download(logits, &mut host)?;
         let mut rest = host.as_slice();
         for count in out_counts {
             let (mine, tail) = rest.split_at(count * c.n_vocab);
@@ -488,6 +451,159 @@ impl<B: Backend> Model<B> {
             rest = tail;
         }
         Ok(result)
+    }
+
+    /// One decode step of one sequence: `id` at the next position of `cache`, the logits
+    /// of it returned. The activations, the token buffer and the backend's recording of
+    /// the step live with the cache ([`DecodeStep`]), so that every step after the first
+    /// replays the recording (one HIP graph launch) instead of enqueueing each operation.
+    fn decode_step(&self, cache: &mut KvCache<B>, id: u32) -> Result<Vec<f32>> {
+        let b = &self.backend;
+        self.check_tokens(&[id])?;
+        self.check_cache(cache)?;
+        cache.check_fits(1)?;
+        let pos0 = cache.len;
+        let position = [pos0 as i32];
+        let KvCache {
+            storage,
+            layout,
+            len,
+            decode,
+        } = cache;
+        if decode
+            .as_ref()
+            .is_some_and(|d| !Arc::ptr_eq(&d.model, &self.identity))
+        {
+            // Made for another model (whose weights the recording would read): start over.
+            *decode = None;
+        }
+        let step_state = match decode {
+            Some(d) => {
+                b.write_tokens(&mut d.tokens, &[id], &position)?;
+                d
+            }
+            None => decode.insert(Box::new(DecodeStep {
+                recording: None,
+                model: Arc::clone(&self.identity),
+                acts: Activations::new(b, &self.config, 1, 1)?,
+                tokens: b.upload_tokens(&[id], &position)?,
+            })),
+        };
+        let DecodeStep {
+            recording,
+            acts,
+            tokens,
+            ..
+        } = &mut **step_state;
+        let shape = layout.shape;
+        let mut step = || {
+            let mut seq = [SequenceRows {
+                storage: &mut *storage,
+                shape,
+                pos0,
+                rows: 0..1,
+            }];
+            self.run(acts, tokens, &mut seq, &[0])
+        };
+        // SAFETY: the recording (kept in `DecodeStep::recording`) refers to this model's
+        // weights, the step's activations and token buffer, and this cache's storage.
+        // The weights live as long as `self`, and a recording made for another model is
+        // dropped above (`model` identity) before it could be replayed; the activations
+        // and tokens are owned by the same `DecodeStep`, which drops the recording first
+        // (field order) and never replaces a buffer while keeping it; the storage is owned
+        // by the same cache and never reallocated. The recording never leaves the cache,
+        // and this backend is the only one the model's caches are used with
+        // (`check_cache` plus the identity check).
+        unsafe { b.run_recorded(recording, &mut step)? };
+        *len += 1;
+        let logits = acts
+            .logits
+            .as_ref()
+            .ok_or(ModelError::EmptyInput("decode step without logits"))?;
+        let mut host = vec![0.0f32; self.config.n_vocab];
+        b.download(logits, &mut host)?;
+        Ok(host)
+    }
+
+    /// The forward pass proper: enqueues every operation for the batch in `tokens` (each
+    /// sequence's rows and cache in `seqs`), leaving the logits of `out_rows` in
+    /// `acts.logits`. Reads no host state but its arguments, so that a backend can record
+    /// it ([`Backend::run_recorded`]).
+    fn run(
+        &self,
+        acts: &mut Activations<B>,
+        tokens: &B::Tokens,
+        seqs: &mut [SequenceRows<'_, B>],
+        out_rows: &[usize],
+    ) -> Result<()> {
+        let c = &self.config;
+        let b = &self.backend;
+        let n = acts.n_tokens;
+        let rope = RopeSpec {
+            head_dim: c.head_dim,
+            n_rot: c.n_rot,
+            mode: c.rope_mode,
+            freq_base: c.rope_freq_base,
+            freq_scale: c.rope_freq_scale,
+        };
+        let freq_factors = self.rope_freqs.as_ref();
+        let eps = c.rms_eps;
+        let Activations {
+            x,
+            x_next,
+            h,
+            q,
+            k,
+            v,
+            att,
+            gate,
+            up,
+            ffn,
+            ..
+        } = acts;
+
+        b.embedding(&self.token_embd, tokens, x)?;
+
+        for (l, w) in self.layers.iter().enumerate() {
+            // Attention.
+            b.rms_norm(x, &w.attn_norm, eps, n, h)?;
+            b.linear(&w.wq, w.bq.as_ref(), h, n, q)?;
+            b.linear(&w.wk, w.bk.as_ref(), h, n, k)?;
+            b.linear(&w.wv, w.bv.as_ref(), h, n, v)?;
+            b.rope(q, tokens, c.n_heads, &rope, freq_factors)?;
+            b.rope(k, tokens, c.n_kv_heads, &rope, freq_factors)?;
+            for s in seqs.iter_mut() {
+                let attn = AttentionParams::new(c.n_heads, s.shape);
+                b.kv_write(s.storage, l, s.pos0, tokens, k, v, s.rows.clone())?;
+                b.attention(s.storage, l, &attn, s.pos0, tokens, q, s.rows.clone(), att)?;
+            }
+            b.linear(&w.wo, None, att, n, h)?;
+            b.add(x, h, x_next)?;
+            std::mem::swap(x, x_next);
+
+            // Feed-forward (SwiGLU).
+            b.rms_norm(x, &w.ffn_norm, eps, n, h)?;
+            b.linear(&w.w_gate, None, h, n, gate)?;
+            b.linear(&w.w_up, None, h, n, up)?;
+            b.swiglu(gate, up, ffn)?;
+            b.linear(&w.w_down, None, ffn, n, h)?;
+            b.add(x, h, x_next)?;
+            std::mem::swap(x, x_next);
+        }
+        // An even number of swaps per layer: `x` is again the buffer it was at the start,
+        // which a recorded step relies on (the same buffers every time).
+
+        // Logits of the rows asked for: final norm, then the output projection.
+        if let (Some(xo), Some(xo_norm), Some(logits)) =
+            (&mut acts.xo, &mut acts.xo_norm, &mut acts.logits)
+        {
+            let n_out = out_rows.len();
+            b.gather_rows(&acts.x, c.n_embd, out_rows, xo)?;
+            b.rms_norm(xo, &self.output_norm, eps, n_out, xo_norm)?;
+            let output = self.output.as_ref().unwrap_or(&self.token_embd);
+            b.linear(output, None, xo_norm, n_out, logits)?;
+        }
+        Ok(())
     }
 
     /// [`ModelError::InvalidToken`] for the first id outside the vocabulary.

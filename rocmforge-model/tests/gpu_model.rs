@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use common::reference::{cases, run_case};
 use common::synthetic_model::{write_model, Spec};
-use rocmforge_model::backend::cpu::CpuBackend;
+use rocmforge_model::backend::cpu::{CpuArithmetic, CpuBackend};
 use rocmforge_model::backend::hip::HipBackend;
 use rocmforge_model::backend::{Backend, KvDtype};
 use rocmforge_model::generate::{log_sum_exp, Generator};
@@ -26,6 +26,12 @@ use rocmforge_model::kernels::hip::{DeviceBuffer, DeviceMemory};
 use rocmforge_model::kv_cache::KvCacheOptions;
 use rocmforge_model::model::{Logits, Model};
 use rocmforge_model::ModelError;
+
+/// The CPU backend in its exact arithmetic: the reference the GPU kernels are checked
+/// against (its default, llama.cpp-compatible arithmetic rounds differently on purpose).
+fn exact_cpu() -> CpuBackend {
+    CpuBackend::new().with_arithmetic(CpuArithmetic::Exact)
+}
 
 fn demo_file() -> GgufFile {
     let path = require_demo_model().unwrap_or_else(|e| panic!("{e}"));
@@ -43,7 +49,7 @@ fn gpu_generator() -> &'static Generator<HipBackend> {
 fn cpu_generator() -> &'static Generator<CpuBackend> {
     static GEN: OnceLock<Generator<CpuBackend>> = OnceLock::new();
     GEN.get_or_init(|| {
-        Generator::load(demo_file(), CpuBackend::new()).unwrap_or_else(|e| panic!("loading: {e}"))
+        Generator::load(demo_file(), exact_cpu()).unwrap_or_else(|e| panic!("loading: {e}"))
     })
 }
 
@@ -177,7 +183,7 @@ fn compare_gpu_cpu(spec: &Spec) -> f64 {
     let t0 = Instant::now();
     let file = std::sync::Arc::new(write_model(spec, None));
     let gpu = Model::load(file.clone(), HipBackend::new(0).unwrap()).unwrap();
-    let cpu = Model::load(file, CpuBackend::new()).unwrap();
+    let cpu = Model::load(file, exact_cpu()).unwrap();
     let n_vocab = spec.n_vocab as u32;
     let tokens: Vec<u32> = (0..12u32).map(|i| (i * 7919 + 13) % n_vocab).collect();
     let (prefill, decode) = tokens.split_at(9);
@@ -292,6 +298,45 @@ fn prompt_longer_than_the_context_is_an_error_on_the_gpu() {
         .forward(&mut cache, &[u32::MAX], Logits::Last)
         .unwrap_err();
     assert!(matches!(err, ModelError::InvalidToken { .. }), "{err}");
+}
+
+/// One-token decode steps replay a recorded graph (positions read from device memory);
+/// the same tokens through the unrecorded path (`Logits::All` takes the batch path) give
+/// the same logits — over 300 positions (several attention splits of a 2048-position
+/// cache), for two caches decoding in turn, and after `clear` (the recording is reused at
+/// position 0 again).
+#[test]
+#[ignore = "needs a GPU"]
+fn recorded_decode_steps_equal_unrecorded_ones() {
+    let model = gpu_generator().model();
+    let opts = KvCacheOptions::with_n_ctx(2048).dtype(KvDtype::F16);
+    let (mut a, mut b, mut reference) = (
+        model.new_cache(&opts).unwrap(),
+        model.new_cache(&opts).unwrap(),
+        model.new_cache(&opts).unwrap(),
+    );
+    let mut worst = 0.0f64;
+    for round in 0..2 {
+        for step in 0..300u32 {
+            let t = (step * 7919 + 17) % 49152;
+            let recorded = model.forward(&mut a, &[t], Logits::Last).unwrap();
+            let other = model
+                .forward(&mut b, &[(t + 1) % 49152], Logits::Last)
+                .unwrap();
+            let plain = model.forward(&mut reference, &[t], Logits::All).unwrap();
+            assert!(other.iter().all(|x| x.is_finite()));
+            let (d, m) = max_diff(&recorded, &plain);
+            worst = worst.max(d / m.max(1.0));
+            assert!(
+                d <= 1e-3 * m.max(1.0),
+                "round {round} step {step}: recorded and plain decode differ by {d}"
+            );
+        }
+        a.clear();
+        b.clear();
+        reference.clear();
+    }
+    eprintln!("recorded vs plain decode: max relative difference {worst:.2e}");
 }
 
 /// Several sequences in one forward pass on the GPU give what each gives alone.

@@ -77,6 +77,24 @@ type DecodeKernel<T> = TypedKernel<(
     u32,
     f32,
 )>;
+type WriteAtKernel<T> = TypedKernel<(In<f32>, Out<T>, In<i32>, u64, u32, u32)>;
+type DecodeAtKernel<T> = TypedKernel<(
+    In<f32>,
+    In<T>,
+    In<T>,
+    Out<f32>,
+    Out<f32>,
+    u32,
+    In<i32>,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    f32,
+)>;
+type CombineAtKernel = TypedKernel<(In<f32>, Out<f32>, u32, In<i32>, u32, u32, u32, u32, u32)>;
 type PrefillKernel<T> = TypedKernel<(
     In<f32>,
     In<T>,
@@ -96,6 +114,8 @@ type PrefillKernel<T> = TypedKernel<(
 pub struct KvKernels<T: bytemuck::Pod> {
     write: WriteKernel<T>,
     decode: DecodeKernel<T>,
+    write_at: WriteAtKernel<T>,
+    decode_at: DecodeAtKernel<T>,
     /// For head_dim up to 64, 128, 256 (the order of [`PREFILL_TILES`]).
     prefill: [PrefillKernel<T>; 3],
 }
@@ -136,6 +156,7 @@ pub struct AttentionOps {
     f16: KvKernels<f16>,
     bf16: KvKernels<bf16>,
     combine: TypedKernel<(In<f32>, Out<f32>, u32, u32, u32, u32, u32, u32)>,
+    combine_at: CombineAtKernel,
     argmax_partial: TypedKernel<(In<f32>, Out<u32>, Out<u32>, u32)>,
     argmax_final: TypedKernel<(In<u32>, Out<u32>, u32)>,
     compute_units: usize,
@@ -317,6 +338,8 @@ unsafe fn load_kv<T: bytemuck::Pod>(module: &Module, suffix: &str) -> Result<KvK
         Ok(KvKernels {
             write: f(format!("rf_kv_write_{suffix}"))?.into_typed(),
             decode: f(format!("rf_attn_decode_{suffix}"))?.into_typed(),
+            write_at: f(format!("rf_kv_write_at_{suffix}"))?.into_typed(),
+            decode_at: f(format!("rf_attn_decode_at_{suffix}"))?.into_typed(),
             prefill: [
                 f(format!("rf_attn_prefill_d64_{suffix}"))?.into_typed(),
                 f(format!("rf_attn_prefill_d128_{suffix}"))?.into_typed(),
@@ -347,6 +370,12 @@ impl AttentionOps {
         //   Prefill grids are (ceil(n_q / BQ), n_heads) for the kernel's BQ.
         // * rf_attn_combine: the same `part`, n_splits, chunk and sizes as the decode
         //   launch before it; grid (n_heads, n_q); writes out[n_q·n_heads·head_dim].
+        // * rf_kv_write_at_* / rf_attn_decode_at_* / rf_attn_combine_at: as the kernels
+        //   above with pos0 read from pos[0] on the device, where the launcher checks that
+        //   `pos` holds at least one element; the kernels themselves return without any
+        //   access when pos[0] < 0 or pos[0] + n > n_ctx, so every cache row they touch is
+        //   < n_ctx (the caches hold n_ctx rows, checked by the launchers). Decode grids
+        //   are planned for n_ctx (`part` sized for that plan).
         // * rf_argmax_partial_f32: x holds n elements; with G > 1 blocks `part` holds 2G
         //   u32, with one block out[0] is written. rf_argmax_final: part holds 2·n_parts.
         unsafe {
@@ -355,6 +384,7 @@ impl AttentionOps {
                 f16: load_kv(&module, "f16")?,
                 bf16: load_kv(&module, "bf16")?,
                 combine: module.function("rf_attn_combine")?.into_typed(),
+                combine_at: module.function("rf_attn_combine_at")?.into_typed(),
                 argmax_partial: module.function("rf_argmax_partial_f32")?.into_typed(),
                 argmax_final: module.function("rf_argmax_final")?.into_typed(),
                 compute_units: loader.device().properties().compute_units as usize,
@@ -589,6 +619,169 @@ impl AttentionOps {
                 out.slice_mut(..)?,
                 d.n_q,
                 d.pos0,
+                d.n_heads,
+                d.head_dim,
+                plan.n_splits as u32,
+                chunk,
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// [`kv_cache_write`](Self::kv_cache_write) at the position in `positions[0]` on the
+    /// device rather than a host value: one recorded launch (a graph) then serves every
+    /// decode step, the position being updated in device memory between replays. A
+    /// position with `pos + n_new > n_ctx` writes nothing (the caller checks it on the
+    /// host; the kernel's check only keeps memory safe).
+    pub fn kv_cache_write_at<T: GpuKvElement>(
+        &self,
+        stream: &Stream,
+        cache: DeviceSliceMut<T>,
+        shape: KvCacheShape,
+        positions: DeviceSlice<i32>,
+        new: DeviceSlice<f32>,
+        n_new: usize,
+    ) -> Result<()> {
+        const OP: &str = "kv_cache_write_at";
+        let row = shape.row_len_for(OP)?;
+        check_len(OP, "cache", cache.len(), shape.elements_for(OP)?)?;
+        let n = checked_product(OP, "new rows", &[n_new, row])?;
+        check_len(OP, "new rows", new.len(), n)?;
+        check_nonzero(OP, "positions", positions.len())?;
+        if n_new > shape.n_ctx {
+            return Err(shape_error(
+                OP,
+                format!(
+                    "{n_new} rows do not fit a cache of {} positions",
+                    shape.n_ctx
+                ),
+            ));
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        T::kernels(self).write_at.launch(
+            stream,
+            &grid_stride_config(n)?,
+            (
+                new,
+                cache,
+                positions,
+                row as u64,
+                n_new as u32,
+                to_u32(OP, "n_ctx", shape.n_ctx)?,
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// Floats of scratch [`decode_attention_at`](Self::decode_attention_at) needs: the
+    /// split plan for the whole capacity `n_ctx` (0 when it does not split).
+    pub fn decode_at_scratch_len(&self, p: &AttentionParams, n_q: usize) -> Result<usize> {
+        check_params("decode_at_scratch_len", p)?;
+        let plan = decode_plan(p.kv.n_ctx, p.n_heads, n_q.max(1), self.compute_units);
+        Ok(scratch_floats(plan.n_splits, n_q, p.n_heads, p.kv.head_dim))
+    }
+
+    /// [`decode_attention`](Self::decode_attention) of `n_q` queries whose first sits at
+    /// the position in `positions[0]` on the device, so that one recorded launch serves
+    /// every decode step. The split over the sequence is planned for the cache's capacity
+    /// (splits past the current length return at once). `scratch`: at least
+    /// [`decode_at_scratch_len`](Self::decode_at_scratch_len) floats. A position with
+    /// `pos + n_q > n_ctx` computes nothing (checked by the caller on the host).
+    pub fn decode_attention_at<T: GpuKvElement>(
+        &self,
+        stream: &Stream,
+        p: &AttentionParams,
+        q: DeviceSlice<f32>,
+        n_q: usize,
+        positions: DeviceSlice<i32>,
+        k_cache: DeviceSlice<T>,
+        v_cache: DeviceSlice<T>,
+        mut out: DeviceSliceMut<f32>,
+        mut scratch: DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        const OP: &str = "decode_attention_at";
+        // The shape checks of the host-position path, with the first query at 0.
+        let d = check_attention(OP, p, &q, n_q, 0, &k_cache, &v_cache, &out)?;
+        check_nonzero(OP, "positions", positions.len())?;
+        if n_q == 0 {
+            return Ok(());
+        }
+        if n_q > DECODE_QUERY_LIMIT {
+            return Err(shape_error(
+                OP,
+                format!("{n_q} queries: the decode path takes at most {DECODE_QUERY_LIMIT}"),
+            ));
+        }
+        let plan = decode_plan(p.kv.n_ctx, p.n_heads, n_q, self.compute_units);
+        let need = scratch_floats(plan.n_splits, n_q, p.n_heads, p.kv.head_dim);
+        if scratch.len() < need {
+            return Err(shape_error(
+                OP,
+                format!(
+                    "scratch has {} floats, this call needs {need} ({} splits)",
+                    scratch.len(),
+                    plan.n_splits
+                ),
+            ));
+        }
+        let n_ctx = to_u32(OP, "n_ctx", p.kv.n_ctx)?;
+        let cfg = LaunchConfig {
+            grid: Dim3 {
+                x: d.n_heads,
+                y: plan.n_splits as u32,
+                z: d.n_q,
+            },
+            block: Dim3::x(THREADS),
+            shared_mem_bytes: 0,
+        };
+        let chunk = plan.chunk as u32;
+        let kernels = T::kernels(self);
+        let mut empty = DeviceBuffer::<f32>::alloc(stream, 0)?;
+        let single = plan.n_splits == 1;
+        let (direct_out, part) = if single {
+            (out.slice_mut(..)?, empty.as_slice_mut())
+        } else {
+            (empty.as_slice_mut(), scratch.slice_mut(..need)?)
+        };
+        kernels.decode_at.launch(
+            stream,
+            &cfg,
+            (
+                q,
+                k_cache,
+                v_cache,
+                direct_out,
+                part,
+                d.n_q,
+                positions,
+                n_ctx,
+                d.n_heads,
+                d.group,
+                d.n_kv_heads,
+                d.head_dim,
+                chunk,
+                p.scale,
+            ),
+        )?;
+        if single {
+            return Ok(());
+        }
+        let combine_cfg = LaunchConfig {
+            grid: Dim3::xy(d.n_heads, d.n_q),
+            block: Dim3::x(THREADS),
+            shared_mem_bytes: 0,
+        };
+        self.combine_at.launch(
+            stream,
+            &combine_cfg,
+            (
+                scratch.as_slice().slice(..need)?,
+                out,
+                d.n_q,
+                positions,
+                n_ctx,
                 d.n_heads,
                 d.head_dim,
                 plan.n_splits as u32,

@@ -11,21 +11,23 @@
 //! * Running out of device memory is an error ([`ModelError::OutOfDeviceMemory`]) that
 //!   names what was being allocated; the device stays usable.
 
+use std::any::Any;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use half::f16;
 use rocmforge_kernels::cpu::{AttentionParams, KvCacheShape};
 use rocmforge_kernels::gpu::{
     AttentionOps, ElementwiseOps, GpuKvElement, GpuWeights, KernelLoader, NormOps, QuantOps,
-    RopeConfig, RopeOps, GPU_WEIGHT_TYPES,
+    RopeConfig, RopeOps, DECODE_MAX_QUERIES, GPU_WEIGHT_TYPES,
 };
 use rocmforge_kernels::hip::{
-    Device, DeviceBuffer, DeviceMemory, DeviceMemoryMut, DeviceSlice, DeviceSliceMut, Stream,
+    Device, DeviceBuffer, DeviceMemory, DeviceMemoryMut, DeviceSlice, DeviceSliceMut, GraphExec,
+    Stream,
 };
 use rocmforge_kernels::quant::GgmlType;
 
-use super::{Backend, KvDtype, KvLayout, RopeSpec};
+use super::{Backend, KvDtype, KvLayout, Recording, RopeSpec};
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
 
@@ -198,6 +200,10 @@ enum HipKvLayersOf {
 pub struct HipKvStorage {
     shape: KvCacheShape,
     layers: HipKvLayersOf,
+    /// Scratch of the decode attention's splits, sized for the whole capacity (the split
+    /// plan of [`AttentionOps::decode_attention_at`]). Behind a mutex because attention
+    /// takes the storage shared; one lock per call.
+    scratch: Mutex<DeviceBuffer<f32>>,
 }
 
 impl HipKvStorage {
@@ -249,7 +255,7 @@ impl HipBackend {
         layers: &mut HipKvLayers<T>,
         shape: KvCacheShape,
         index: usize,
-        pos0: usize,
+        positions: DeviceSlice<'_, i32>,
         k: DeviceSlice<'_, f32>,
         v: DeviceSlice<'_, f32>,
         n_new: usize,
@@ -257,11 +263,23 @@ impl HipBackend {
         let n_layers = layers.k.len();
         let mismatch = || ModelError::CacheMismatch(format!("layer {index} of {n_layers}"));
         let kc = layers.k.get_mut(index).ok_or_else(mismatch)?;
-        self.attention
-            .kv_cache_write(&self.stream, kc.as_slice_mut(), shape, pos0, k, n_new)?;
+        self.attention.kv_cache_write_at(
+            &self.stream,
+            kc.as_slice_mut(),
+            shape,
+            positions,
+            k,
+            n_new,
+        )?;
         let vc = layers.v.get_mut(index).ok_or_else(mismatch)?;
-        self.attention
-            .kv_cache_write(&self.stream, vc.as_slice_mut(), shape, pos0, v, n_new)?;
+        self.attention.kv_cache_write_at(
+            &self.stream,
+            vc.as_slice_mut(),
+            shape,
+            positions,
+            v,
+            n_new,
+        )?;
         Ok(())
     }
 
@@ -272,20 +290,42 @@ impl HipBackend {
         index: usize,
         params: &AttentionParams,
         pos0: usize,
+        positions: DeviceSlice<'_, i32>,
         q: DeviceSlice<'_, f32>,
         n_q: usize,
         out: DeviceSliceMut<'_, f32>,
+        scratch: &Mutex<DeviceBuffer<f32>>,
     ) -> Result<()> {
         let (k, v) = layer_of(layers, index)?;
-        self.attention.attention(
+        if n_q > DECODE_MAX_QUERIES {
+            // Prefill: never recorded, so the position may be a host value.
+            self.attention.prefill_attention(
+                &self.stream,
+                params,
+                q,
+                n_q,
+                pos0,
+                k.as_slice(),
+                v.as_slice(),
+                out,
+            )?;
+            return Ok(());
+        }
+        // Decode: the position from device memory, so that a recorded step serves every
+        // position.
+        let mut scratch = scratch
+            .lock()
+            .map_err(|_| ModelError::DeviceUnavailable("attention scratch lock poisoned".into()))?;
+        self.attention.decode_attention_at(
             &self.stream,
             params,
             q,
             n_q,
-            pos0,
+            positions,
             k.as_slice(),
             v.as_slice(),
             out,
+            scratch.as_slice_mut(),
         )?;
         Ok(())
     }
@@ -393,9 +433,15 @@ impl Backend for HipBackend {
             KvDtype::F32 => HipKvLayersOf::F32(self.alloc_kv_layers(layout, elements)?),
             KvDtype::F16 => HipKvLayersOf::F16(self.alloc_kv_layers(layout, elements)?),
         };
+        let params = AttentionParams::new(layout.n_heads.max(1), layout.shape);
+        let scratch_len = self
+            .attention
+            .decode_at_scratch_len(&params, DECODE_MAX_QUERIES)?;
+        let scratch = self.alloc_buffer(scratch_len, "the decode attention scratch")?;
         Ok(HipKvStorage {
             shape: layout.shape,
             layers,
+            scratch: Mutex::new(scratch),
         })
     }
 
@@ -520,7 +566,8 @@ impl Backend for HipBackend {
         &self,
         kv: &mut HipKvStorage,
         layer: usize,
-        pos0: usize,
+        _pos0: usize,
+        tokens: &HipTokens,
         k: &DeviceBuffer<f32>,
         v: &DeviceBuffer<f32>,
         rows: Range<usize>,
@@ -529,14 +576,18 @@ impl Backend for HipBackend {
         let row_len = shape.row_len()?;
         let kr = row_range(&rows, row_len, k.len(), "K tensor")?;
         let vr = row_range(&rows, row_len, v.len(), "V tensor")?;
+        let pr = row_range(&rows, 1, tokens.positions.len(), "positions")?;
         let (ks, vs) = (
             k.slice(kr).map_err(gpu_error)?,
             v.slice(vr).map_err(gpu_error)?,
         );
+        // The position from device memory (`tokens`), so that a recorded step serves
+        // every position.
+        let ps = tokens.positions.slice(pr).map_err(gpu_error)?;
         let n_new = rows.len();
         match &mut kv.layers {
-            HipKvLayersOf::F32(l) => self.kv_write_typed(l, shape, layer, pos0, ks, vs, n_new),
-            HipKvLayersOf::F16(l) => self.kv_write_typed(l, shape, layer, pos0, ks, vs, n_new),
+            HipKvLayersOf::F32(l) => self.kv_write_typed(l, shape, layer, ps, ks, vs, n_new),
+            HipKvLayersOf::F16(l) => self.kv_write_typed(l, shape, layer, ps, ks, vs, n_new),
         }
     }
 
@@ -546,6 +597,7 @@ impl Backend for HipBackend {
         layer: usize,
         params: &AttentionParams,
         pos0: usize,
+        tokens: &HipTokens,
         q: &DeviceBuffer<f32>,
         rows: Range<usize>,
         out: &mut DeviceBuffer<f32>,
@@ -559,12 +611,19 @@ impl Backend for HipBackend {
         let row_len = params.n_heads * params.kv.head_dim;
         let qr = row_range(&rows, row_len, q.len(), "query tensor")?;
         let or = row_range(&rows, row_len, out.len(), "attention output")?;
+        let pr = row_range(&rows, 1, tokens.positions.len(), "positions")?;
         let qs = q.slice(qr).map_err(gpu_error)?;
         let os = out.slice_mut(or).map_err(gpu_error)?;
+        let ps = tokens.positions.slice(pr).map_err(gpu_error)?;
         let n_q = rows.len();
+        let scratch = &kv.scratch;
         match &kv.layers {
-            HipKvLayersOf::F32(l) => self.attention_typed(l, layer, params, pos0, qs, n_q, os),
-            HipKvLayersOf::F16(l) => self.attention_typed(l, layer, params, pos0, qs, n_q, os),
+            HipKvLayersOf::F32(l) => {
+                self.attention_typed(l, layer, params, pos0, ps, qs, n_q, os, scratch)
+            }
+            HipKvLayersOf::F16(l) => {
+                self.attention_typed(l, layer, params, pos0, ps, qs, n_q, os, scratch)
+            }
         }
     }
 
@@ -621,5 +680,60 @@ impl Backend for HipBackend {
             dst.copy_from_device(&src).map_err(gpu_error)?;
         }
         Ok(())
+    }
+
+    fn write_tokens(&self, tokens: &mut HipTokens, ids: &[u32], positions: &[i32]) -> Result<()> {
+        if ids.len() != tokens.ids.len() || positions.len() != tokens.positions.len() {
+            return Err(shape_error(
+                "write_tokens",
+                format!(
+                    "{} ids and {} positions into buffers of {} and {}",
+                    ids.len(),
+                    positions.len(),
+                    tokens.ids.len(),
+                    tokens.positions.len()
+                ),
+            ));
+        }
+        tokens.ids.copy_from_host(ids).map_err(gpu_error)?;
+        tokens
+            .positions
+            .copy_from_host(positions)
+            .map_err(gpu_error)?;
+        Ok(())
+    }
+
+    /// Records `step` into a graph on the first call (stream capture, then
+    /// instantiation) and replays the graph with one launch on later calls.
+    unsafe fn run_recorded(
+        &self,
+        recording: &mut Option<Recording>,
+        step: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
+        if recording
+            .as_ref()
+            .is_some_and(|r| !<dyn Any>::is::<GraphExec>(&**r))
+        {
+            return Err(ModelError::CacheMismatch(
+                "a recorded step of another backend was passed to the HIP backend".into(),
+            ));
+        }
+        if recording.is_none() {
+            let capture = self.stream.begin_capture().map_err(gpu_error)?;
+            let enqueued = step();
+            // End the capture whether or not the step succeeded (an error discards it).
+            let graph = capture.end().map_err(gpu_error);
+            enqueued?;
+            let exec = graph?.instantiate().map_err(gpu_error)?;
+            *recording = Some(Box::new(exec));
+        }
+        let exec = recording
+            .as_ref()
+            .and_then(|r| r.downcast_ref::<GraphExec>())
+            .ok_or_else(|| ModelError::DeviceUnavailable("no recorded graph to replay".into()))?;
+        // SAFETY: the caller keeps every buffer the step touched alive and in place while
+        // the recording exists (this method's contract); the graph was captured on this
+        // backend's stream and is replayed on it.
+        unsafe { exec.launch(&self.stream) }.map_err(gpu_error)
     }
 }
