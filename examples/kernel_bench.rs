@@ -2,11 +2,22 @@
 //! weight type — time, achieved GB/s and the fraction of the measured device copy
 //! bandwidth — and matrix × matrix at 512 tokens (prefill), TFLOP/s.
 //!
-//! `cargo run --release --example kernel_bench [-- --quick] [--no-matmul] [--types q4_0,q8_0,f16]`
+//! Matrix × vector runs twice for the types with an integer kernel: with f32 activations
+//! (`act` f32: `QuantOps::matvec`) and with activations quantized to 8 bits (`act` q8:
+//! `QuantOps::matvec_q8`, whose bytes count the quantized activations; `q8/r1` etc. name
+//! the kernel it chose for the shape); the time of `quantize_activations` is printed
+//! once per width. Each line also gives the kernel replayed from a graph (`graph us`,
+//! `graph %`): launched one by one, a launch costs about 3 µs of host time, more than a
+//! small matrix takes on the GPU.
+//!
+//! `cargo run --release --example kernel_bench [-- --quick] [--no-matmul] [--types q4_0,q8_0,f16] [--variants]`
+//! (`--variants`: also every integer kernel of the type, by name.)
 
 use std::process::ExitCode;
 
-use rocmforge::kernels::gpu::{GpuWeights, KernelLoader, QuantOps, GPU_WEIGHT_TYPES};
+use rocmforge::kernels::gpu::{
+    matvec_reads_q8, q8_activation_bytes, GpuWeights, KernelLoader, QuantOps, GPU_WEIGHT_TYPES,
+};
 use rocmforge::kernels::quant::{self, GgmlType};
 use rocmforge::prelude::*;
 
@@ -41,6 +52,24 @@ fn time_ms(stream: &Stream, reps: usize, mut f: impl FnMut(usize) -> Result<()>)
     Ok(median(samples))
 }
 
+/// The time of one launch of `f` (which launches `BATCH` kernels for its argument, a
+/// rotation index), replayed from a captured graph: the GPU time without the host's
+/// launch costs.
+fn graph_time_ms(
+    stream: &Stream,
+    reps: usize,
+    mut f: impl FnMut(usize) -> Result<()>,
+) -> Result<f64> {
+    let capture = stream.begin_capture()?;
+    f(0)?;
+    let exec = capture.end()?.instantiate()?;
+    Ok(time_ms(stream, reps, |_| {
+        // SAFETY: the graph reads and writes only buffers of the caller's, which outlive
+        // this function's replays (time_ms waits for each sample's end).
+        unsafe { exec.launch(stream) }
+    })? / BATCH as f64)
+}
+
 fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
     (0..n)
@@ -65,7 +94,12 @@ fn weight_bytes(ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
     bytes
 }
 
-fn run(quick: bool, matmul: bool, types: &[GgmlType]) -> rocmforge::kernels::Result<()> {
+fn run(
+    quick: bool,
+    matmul: bool,
+    variants: bool,
+    types: &[GgmlType],
+) -> rocmforge::kernels::Result<()> {
     let device = Device::new(0)?;
     let stream = device.new_stream()?;
     let p = device.properties();
@@ -87,50 +121,115 @@ fn run(quick: bool, matmul: bool, types: &[GgmlType]) -> rocmforge::kernels::Res
     println!("device copy bandwidth: {copy_gbps:.1} GB/s (read + write)\n");
     drop((src, dst));
 
-    println!("matrix x vector (decode), median of {reps} samples of {BATCH} launches each");
-    println!(
-        "{:<6} {:<9} {:>13} {:>10} {:>9} {:>8}",
-        "type", "matrix", "rows x cols", "time us", "GB/s", "of copy"
-    );
     let shapes: &[(usize, usize, &str)] = if quick { &SHAPES[..2] } else { &SHAPES };
+    let kernel_err = |e: rocmforge::kernels::Error| Error::InvalidArgument(e.to_string());
+
+    // Activation quantization, once per width (what a decode step pays once per
+    // activation vector, shared by the matrices that read it).
+    let mut widths: Vec<usize> = shapes.iter().map(|s| s.1).collect();
+    widths.sort_unstable();
+    widths.dedup();
+    for cols in widths {
+        let x = DeviceBuffer::from_slice(&stream, &random(cols, 2))?;
+        let mut xq = DeviceBuffer::<u8>::alloc(&stream, q8_activation_bytes(1, cols))?;
+        let mut run = |_: usize| -> Result<()> {
+            for _ in 0..BATCH {
+                ops.quantize_activations(&stream, x.as_slice(), 1, cols, xq.as_slice_mut())
+                    .map_err(kernel_err)?;
+            }
+            Ok(())
+        };
+        let ms = time_ms(&stream, reps, &mut run)? / BATCH as f64;
+        let graph_ms = graph_time_ms(&stream, reps, &mut run)?;
+        println!(
+            "quantize_activations, 1 x {cols}: {:.1} us per launch, {:.1} us replayed from a graph",
+            ms * 1e3,
+            graph_ms * 1e3
+        );
+    }
+
+    println!("\nmatrix x vector (decode), median of {reps} samples of {BATCH} launches each");
+    println!(
+        "{:<6} {:<9} {:>13} {:>10} {:>9} {:>8} {:>7} {:>8} {:>8}",
+        "type", "matrix", "rows x cols", "time us", "GB/s", "of copy", "act", "graph us", "graph %"
+    );
     for &ty in types {
         for &(rows, cols, name) in shapes {
             let bytes = weight_bytes(ty, rows, cols);
-            // Rotate among copies so that the weights are read from memory, not the L2.
-            let copies = (256usize << 20).div_ceil(bytes.len()).clamp(1, 16);
+            // Rotate among copies (256 MiB at least, five times the H100's L2) so that
+            // the weights are read from memory, not the L2.
+            let copies = (256usize << 20).div_ceil(bytes.len()).clamp(1, 128);
             let buffers: Vec<DeviceBuffer<u8>> = (0..copies)
                 .map(|_| DeviceBuffer::from_slice(&stream, &bytes))
                 .collect::<Result<_>>()?;
             let x = DeviceBuffer::from_slice(&stream, &random(cols, 2))?;
+            let mut xq = DeviceBuffer::<u8>::alloc(&stream, q8_activation_bytes(1, cols))?;
+            ops.quantize_activations(&stream, x.as_slice(), 1, cols, xq.as_slice_mut())
+                .map_err(kernel_err)?;
             let mut y = DeviceBuffer::<f32>::alloc(&stream, rows)?;
-            // Each sample is BATCH launches back to back (as in a decode step), so the
-            // time per matvec excludes the event overhead but not the launch gaps.
-            let ms = time_ms(&stream, reps, |i| {
-                for j in 0..BATCH {
-                    let w = GpuWeights::new(
-                        ty,
-                        buffers[(i * BATCH + j) % copies].as_slice(),
-                        rows,
-                        cols,
-                    )
-                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-                    ops.matvec(&stream, &w, x.as_slice(), y.as_slice_mut())
-                        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            let weights = |k: usize| {
+                GpuWeights::new(ty, buffers[k % copies].as_slice(), rows, cols).map_err(kernel_err)
+            };
+            let mut kernels: Vec<(String, usize)> = vec![("f32".to_string(), 4 * cols)];
+            if matvec_reads_q8(ty) {
+                kernels.push(("q8".to_string(), q8_activation_bytes(1, cols)));
+                if variants {
+                    for v in ops.matvec_q8_variants(ty) {
+                        kernels.push((v, q8_activation_bytes(1, cols)));
+                    }
                 }
-                Ok(())
-            })? / BATCH as f64;
-            let moved = bytes.len() + 4 * (rows + cols);
-            let gbps = moved as f64 / (ms * 1e-3) / 1e9;
-            println!(
-                "{:<6} {:<9} {:>6} x {:<6} {:>10.1} {:>9.1} {:>7.0}%",
-                ty.name(),
-                name,
-                rows,
-                cols,
-                ms * 1e3,
-                gbps,
-                100.0 * gbps / copy_gbps
-            );
+            }
+            // The kernel matvec_q8 chose, for the "q8" lines: q8 (rf_mvq_<type>) or
+            // q8/<suffix> (rf_mvq_<type>_<suffix>).
+            let choice = QuantOps::matvec_q8_choice(ty, rows)
+                .map(|c| c[ty.name().len()..].replacen('_', "/", 1))
+                .unwrap_or_default();
+            for (kind, x_bytes) in kernels {
+                let label = if kind == "q8" {
+                    format!("q8{choice}")
+                } else {
+                    kind.clone()
+                };
+                // Each sample is BATCH launches back to back (as in a decode step), so
+                // the time per matvec excludes the event overhead but not the launch gaps.
+                let mut run = |i: usize| -> Result<()> {
+                    for j in 0..BATCH {
+                        let w = weights(i * BATCH + j)?;
+                        match kind.as_str() {
+                            "f32" => ops.matvec(&stream, &w, x.as_slice(), y.as_slice_mut()),
+                            "q8" => ops.matvec_q8(&stream, &w, xq.as_slice(), y.as_slice_mut()),
+                            // A variant: the kernel's name without rf_mvq_.
+                            v => ops.matvec_q8_variant(
+                                v,
+                                &stream,
+                                &w,
+                                xq.as_slice(),
+                                y.as_slice_mut(),
+                            ),
+                        }
+                        .map_err(kernel_err)?;
+                    }
+                    Ok(())
+                };
+                let ms = time_ms(&stream, reps, &mut run)? / BATCH as f64;
+                let graph_ms = graph_time_ms(&stream, reps, &mut run)?;
+                let moved = (bytes.len() + x_bytes + 4 * rows) as f64;
+                let gbps = moved / (ms * 1e-3) / 1e9;
+                let graph_gbps = moved / (graph_ms * 1e-3) / 1e9;
+                println!(
+                    "{:<6} {:<9} {:>6} x {:<6} {:>10.1} {:>9.1} {:>7.0}% {:>7} {:>8.1} {:>7.0}%",
+                    ty.name(),
+                    name,
+                    rows,
+                    cols,
+                    ms * 1e3,
+                    gbps,
+                    100.0 * gbps / copy_gbps,
+                    label,
+                    graph_ms * 1e3,
+                    100.0 * graph_gbps / copy_gbps
+                );
+            }
         }
     }
 
@@ -176,6 +275,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let matmul = !args.iter().any(|a| a == "--no-matmul");
+    let variants = args.iter().any(|a| a == "--variants");
     let types: Vec<GgmlType> = match args.iter().position(|a| a == "--types") {
         Some(i) => match args.get(i + 1).map(|list| {
             list.split(',')
@@ -190,7 +290,7 @@ fn main() -> ExitCode {
         },
         None => GPU_WEIGHT_TYPES.to_vec(),
     };
-    match run(quick, matmul, &types) {
+    match run(quick, matmul, variants, &types) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

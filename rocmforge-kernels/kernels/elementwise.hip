@@ -59,3 +59,18 @@ extern "C" __global__ void rf_bf16_to_f32(const rf_u16* x, float* out, rf_u64 n)
 extern "C" __global__ void rf_add_bias_rows_f32(float* x, const float* bias, rf_u64 width, rf_u64 n) {
     RF_ELEMENTWISE_LOOP(i, n) x[i] += bias[i % width];
 }
+
+// rf_swiglu_f32 fused with the 8-bit quantization of its output (q8_quantize.hip): the
+// n = rows * cols values of silu(gate) * up (cols a multiple of 32), quantized into rows
+// of row_bytes. Blocks and the grid stride are multiples of 32 (the launcher's), so the
+// 32 values of a quantization block are one aligned 32-lane group, all in or all out of
+// the range.
+extern "C" __global__ void rf_swiglu_q8_f32(const float* gate, const float* up, rf_u8* out, rf_u64 n, rf_u32 cols,
+                                            rf_u32 row_bytes) {
+    RF_ELEMENTWISE_LOOP(i, n) {
+        const float v = rf_silu(gate[i]) * up[i];
+        const rf_u64 t = i / cols;
+        const rf_u32 col = (rf_u32)(i - t * cols);
+        rf_q8_quantize_value(v, out + t * row_bytes, col, cols);
+    }
+}

@@ -56,3 +56,26 @@ extern "C" __global__ void rf_softmax_f32(const float* x, float* out, rf_u32 n, 
     const float inv = 1.0f / sum;
     for (rf_u32 i = threadIdx.x; i < n; i += blockDim.x) outr[i] *= inv;
 }
+
+// rf_rms_norm_f32 fused with the 8-bit quantization of its output (q8_quantize.hip):
+// with the same blockDim.x the sums run in the same order, so y is rf_rms_norm_f32's bit
+// for bit, and each row of `outq` (row_bytes apart) holds what rf_quantize_q8_f32 writes
+// for it. `out` gets y too when write_f32 is 1 (else it is not touched). n is a multiple
+// of 32: every pass over the row covers whole 32-value blocks with whole aligned 32-lane
+// groups (blockDim.x a multiple of WAVE_SIZE, hence of 32), as the quantizer needs.
+extern "C" __global__ void rf_rms_norm_q8_f32(const float* x, const float* weight, float* out, rf_u8* outq,
+                                              rf_u32 n, float eps, rf_u32 row_bytes, rf_u32 write_f32) {
+    __shared__ float scratch[1024 / 32];
+    const rf_u64 row = blockIdx.x;
+    const float* xr = x + row * n;
+    float sum = 0.0f;
+    for (rf_u32 i = threadIdx.x; i < n; i += blockDim.x) sum += xr[i] * xr[i];
+    sum = rf_block_sum(sum, scratch);
+    const float scale = 1.0f / sqrtf(sum / (float)n + eps);
+    rf_u8* q = outq + row * row_bytes;
+    for (rf_u32 i = threadIdx.x; i < n; i += blockDim.x) {
+        const float v = xr[i] * scale * weight[i];
+        if (write_f32) out[row * n + i] = v;
+        rf_q8_quantize_value(v, q, i, n);
+    }
+}

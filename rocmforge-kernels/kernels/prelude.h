@@ -66,6 +66,53 @@ RF_DEVICE rf_u16 rf_float_to_bf16(float f) {
     return (rf_u16)((u + (0x7fffu + ((u >> 16) & 1u))) >> 16);
 }
 
+// ---- 8-bit integer dot product ---------------------------------------------------
+
+// a.b + c over the four signed bytes of a and b: a[0]b[0] + a[1]b[1] + a[2]b[2] +
+// a[3]b[3] + c, exact in 32 bits. One instruction where the target has one: NVIDIA's
+// dp4a (sm_61+), AMD's v_dot4_i32_i8 (the "dot1" instructions: gfx906, gfx908, CDNA 2/3,
+// gfx1011/1012, RDNA 2) or v_dot4_i32_iu8 (RDNA 3/4); byte by byte elsewhere. The AMD
+// arch macros are the ones hiprtc defines for the target (__gfx906__ etc.); a builtin's
+// presence (__has_builtin) alone does not say whether the target can run the
+// instruction. Checked with ROCm 5.2's hiprtc: v_dot4_i32_i8 on gfx906, v_dot4c_i32_i8
+// on gfx90a and gfx1030, the byte loop on gfx900. (RDNA 3/4 are untested: that hiprtc
+// predates them.)
+#if RF_AMD && (defined(__gfx906__) || defined(__gfx908__) || defined(__gfx90a__) ||           \
+               defined(__gfx940__) || defined(__gfx941__) || defined(__gfx942__) ||           \
+               defined(__gfx950__) || defined(__gfx1011__) || defined(__gfx1012__) ||         \
+               defined(__gfx1030__) || defined(__gfx1031__) || defined(__gfx1032__) ||        \
+               defined(__gfx1033__) || defined(__gfx1034__) || defined(__gfx1035__) ||        \
+               defined(__gfx1036__))
+#define RF_DOT4_AMD_SDOT4 1
+#elif RF_AMD && (defined(__gfx1100__) || defined(__gfx1101__) || defined(__gfx1102__) ||      \
+                 defined(__gfx1103__) || defined(__gfx1150__) || defined(__gfx1151__) ||      \
+                 defined(__gfx1152__) || defined(__gfx1200__) || defined(__gfx1201__))
+// (Compilers old enough to lack the builtin cannot target these archs anyway.)
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_amdgcn_sudot4)
+#define RF_DOT4_AMD_SUDOT4 1
+#endif
+#endif
+#endif
+
+RF_DEVICE int rf_dot4_i8(int a, int b, int c) {
+#if RF_NVIDIA && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 610
+    int r;
+    asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+#elif defined(RF_DOT4_AMD_SDOT4)
+    return __builtin_amdgcn_sdot4(a, b, c, false);
+#elif defined(RF_DOT4_AMD_SUDOT4)
+    return __builtin_amdgcn_sudot4(true, a, true, b, c, false);
+#else
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        c += (int)(rf_i8)(a >> (8 * k)) * (int)(rf_i8)(b >> (8 * k));
+    }
+    return c;
+#endif
+}
+
 // ---- wave-level reductions ---------------------------------------------------------
 
 RF_DEVICE float rf_shfl_xor(float v, int mask) {

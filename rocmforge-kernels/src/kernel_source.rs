@@ -19,6 +19,10 @@ pub struct KernelSource {
 /// Decoders of ggml's block formats (`rf_elem_*`), for sources that read quantized weights.
 pub const QUANT_DECODE_H: &str = include_str!("../kernels/quant_decode.h");
 
+/// The 8-bit activation quantizer of one value per lane (`rf_q8_quantize_value`), for
+/// sources whose kernels write quantized activations as a fused epilogue.
+pub const Q8_QUANTIZE_INCLUDE: &str = include_str!("../kernels/q8_quantize.hip");
+
 impl KernelSource {
     /// The text handed to the compiler: prelude, then the source.
     pub fn full_source(&self) -> String {
@@ -32,11 +36,11 @@ impl KernelSource {
     }
 }
 
-/// Elementwise ops and casts.
+/// Elementwise ops and casts, and SwiGLU fused with 8-bit activation quantization.
 pub const ELEMENTWISE: KernelSource = KernelSource {
     name: "elementwise.hip",
     source: include_str!("../kernels/elementwise.hip"),
-    includes: &[],
+    includes: &[Q8_QUANTIZE_INCLUDE],
     kernels: &[
         "rf_add_f32",
         "rf_mul_f32",
@@ -48,23 +52,38 @@ pub const ELEMENTWISE: KernelSource = KernelSource {
         "rf_f16_to_f32",
         "rf_f32_to_bf16",
         "rf_bf16_to_f32",
+        "rf_add_bias_rows_f32",
+        "rf_swiglu_q8_f32",
     ],
 };
 
-/// RMSNorm, LayerNorm, softmax: one block per row.
+/// RMSNorm (also fused with 8-bit activation quantization), LayerNorm, softmax: one
+/// block per row.
 pub const NORM: KernelSource = KernelSource {
     name: "norm.hip",
     source: include_str!("../kernels/norm.hip"),
-    includes: &[],
-    kernels: &["rf_rms_norm_f32", "rf_layer_norm_f32", "rf_softmax_f32"],
+    includes: &[Q8_QUANTIZE_INCLUDE],
+    kernels: &[
+        "rf_rms_norm_f32",
+        "rf_layer_norm_f32",
+        "rf_softmax_f32",
+        "rf_rms_norm_q8_f32",
+    ],
 };
 
-/// Rotary position embedding, both layouts.
+/// Rotary position embedding, both layouts; RoPE of q and k fused with the KV-cache
+/// write of k and v.
 pub const ROPE: KernelSource = KernelSource {
     name: "rope.hip",
     source: include_str!("../kernels/rope.hip"),
     includes: &[],
-    kernels: &["rf_rope_f32", "rf_rope_factors_f32"],
+    kernels: &[
+        "rf_rope_f32",
+        "rf_rope_factors_f32",
+        "rf_rope_qk_kv_write_at_f32",
+        "rf_rope_qk_kv_write_at_f16",
+        "rf_rope_qk_kv_write_at_bf16",
+    ],
 };
 
 /// Kernels over ggml block formats: matvec, row lookup, dequantization, for
@@ -126,6 +145,86 @@ pub const QUANT: KernelSource = KernelSource {
         "rf_get_rows_q6_K",
         "rf_dequantize_q6_K_f32",
         "rf_dequantize_q6_K_f16",
+    ],
+};
+
+/// Decode matrix × vector with 8-bit activations: the activation quantizer and the
+/// integer-dot-product matvec kernels (a few shapes per type: `rf_mvq_<type>[_r<n>|_s<n>]`)
+/// for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, and their forms with a
+/// residual epilogue and up to three matrices per launch (`rf_mvqx_<type>[<variant>|_mixed]`).
+/// The activation format is [`crate::cpu::q8_activations`].
+pub const QUANT_Q8: KernelSource = KernelSource {
+    name: "quant_q8.hip",
+    source: include_str!("../kernels/quant_q8.hip"),
+    includes: &[QUANT_DECODE_H],
+    kernels: &[
+        "rf_quantize_q8_f32",
+        "rf_mvq_q4_0",
+        "rf_mvq_q4_1",
+        "rf_mvq_q5_0",
+        "rf_mvq_q5_1",
+        "rf_mvq_q8_0",
+        "rf_mvq_q2_K",
+        "rf_mvq_q3_K",
+        "rf_mvq_q4_K",
+        "rf_mvq_q5_K",
+        "rf_mvq_q6_K",
+        "rf_mvq_q4_0_r1",
+        "rf_mvq_q4_0_r2",
+        "rf_mvq_q8_0_r1",
+        "rf_mvq_q8_0_r2",
+        "rf_mvq_q4_K_r1",
+        "rf_mvq_q4_K_r2",
+        "rf_mvq_q6_K_r2",
+        "rf_mvq_q4_0_s1",
+        "rf_mvq_q4_0_s2",
+        "rf_mvq_q4_1_s1",
+        "rf_mvq_q4_1_s2",
+        "rf_mvq_q5_0_s1",
+        "rf_mvq_q5_0_s2",
+        "rf_mvq_q5_1_s1",
+        "rf_mvq_q5_1_s2",
+        "rf_mvq_q8_0_s1",
+        "rf_mvq_q8_0_s2",
+        "rf_mvq_q2_K_s1",
+        "rf_mvq_q2_K_s2",
+        "rf_mvq_q3_K_s1",
+        "rf_mvq_q3_K_s2",
+        "rf_mvq_q4_K_s1",
+        "rf_mvq_q4_K_s2",
+        "rf_mvq_q5_K_s1",
+        "rf_mvq_q5_K_s2",
+        "rf_mvq_q6_K_s1",
+        "rf_mvq_q6_K_s2",
+        "rf_mvqx_q4_0",
+        "rf_mvqx_q4_0_r1",
+        "rf_mvqx_q4_1",
+        "rf_mvqx_q5_0",
+        "rf_mvqx_q5_0_s1",
+        "rf_mvqx_q5_0_s2",
+        "rf_mvqx_q5_1",
+        "rf_mvqx_q5_1_s2",
+        "rf_mvqx_q8_0_r1",
+        "rf_mvqx_q8_0_s1",
+        "rf_mvqx_q2_K_s1",
+        "rf_mvqx_q2_K_s2",
+        "rf_mvqx_q3_K_s1",
+        "rf_mvqx_q3_K_s2",
+        "rf_mvqx_q4_K_r1",
+        "rf_mvqx_q4_K_s1",
+        "rf_mvqx_q5_K_s1",
+        "rf_mvqx_q5_K_s2",
+        "rf_mvqx_q6_K_s1",
+        "rf_mvqx_q6_K_s2",
+        "rf_mvqx_q4_0_mixed",
+        "rf_mvqx_q5_0_mixed",
+        "rf_mvqx_q5_1_mixed",
+        "rf_mvqx_q8_0_mixed",
+        "rf_mvqx_q2_K_mixed",
+        "rf_mvqx_q3_K_mixed",
+        "rf_mvqx_q4_K_mixed",
+        "rf_mvqx_q5_K_mixed",
+        "rf_mvqx_q6_K_mixed",
     ],
 };
 
@@ -192,6 +291,13 @@ pub const ATTENTION: KernelSource = KernelSource {
         "rf_attn_decode_f16",
         "rf_attn_decode_bf16",
         "rf_attn_combine",
+        "rf_kv_write_at_f32",
+        "rf_kv_write_at_f16",
+        "rf_kv_write_at_bf16",
+        "rf_attn_decode_at_f32",
+        "rf_attn_decode_at_f16",
+        "rf_attn_decode_at_bf16",
+        "rf_attn_combine_at",
         "rf_attn_prefill_d64_f32",
         "rf_attn_prefill_d64_f16",
         "rf_attn_prefill_d64_bf16",
@@ -207,7 +313,8 @@ pub const ATTENTION: KernelSource = KernelSource {
 };
 
 /// Every source of the library.
-pub const ALL_SOURCES: &[KernelSource] = &[ELEMENTWISE, NORM, ROPE, QUANT, GEMM, ATTENTION];
+pub const ALL_SOURCES: &[KernelSource] =
+    &[ELEMENTWISE, NORM, ROPE, QUANT, QUANT_Q8, GEMM, ATTENTION];
 
 #[cfg(test)]
 mod tests {
@@ -246,6 +353,87 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_fused_quantizer_computes_as_rf_quantize_q8_f32() {
+        // The include defines no kernel of its own (its kernels' sources list them).
+        assert!(!Q8_QUANTIZE_INCLUDE.contains("__global__"));
+        // Every arithmetic step of rf_q8_quantize_value is rf_quantize_q8_f32's, written
+        // the same way (the GPU tests compare their bytes; this catches drift earlier).
+        for line in [
+            "float amax = fmaxf(0.0f, fabsf(v));",
+            "for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, rf_shfl_xor(amax, o));",
+            "const float d = amax / 127.0f;",
+            "const float id = d != 0.0f ? 1.0f / d : 0.0f;",
+            "const float q = fminf(fmaxf(roundf(v * id), -127.0f), 127.0f);",
+            "for (int o = 16; o > 0; o >>= 1) sum += rf_shfl_xor(sum, o);",
+            "row[col] = (rf_u8)(rf_i8)(int)q;",
+            "ds.y = d * sum;",
+            "if (col + 32 == cols && (cols / 32) % 2 == 1) {",
+        ] {
+            assert!(QUANT_Q8.source.contains(line), "quant_q8.hip: {line}");
+            assert!(
+                Q8_QUANTIZE_INCLUDE.contains(line),
+                "q8_quantize.hip: {line}"
+            );
+        }
+        // The fused kernels compute their f32 values as the unfused kernels do.
+        for (source, line) in [
+            (
+                NORM,
+                "for (rf_u32 i = threadIdx.x; i < n; i += blockDim.x) sum += xr[i] * xr[i];",
+            ),
+            (
+                NORM,
+                "const float scale = 1.0f / sqrtf(sum / (float)n + eps);",
+            ),
+            (NORM, "xr[i] * scale * weight[i];"),
+            (ELEMENTWISE, "rf_silu(gate[i]) * up[i];"),
+        ] {
+            assert_eq!(
+                source.source.matches(line).count(),
+                2,
+                "{}: {line}",
+                source.name
+            );
+        }
+        for source in [NORM, ELEMENTWISE] {
+            assert!(source.includes.contains(&Q8_QUANTIZE_INCLUDE));
+        }
+    }
+
+    #[test]
+    fn the_fused_rope_computes_as_rope_and_the_cache_write() {
+        // Angle and rotation: rf_rope_pair's expressions, in rf_rope_pair and again in
+        // the fused kernel (once for q, once for k).
+        for (line, count) in [
+            ("for (rf_u32 k = 0; k < i; ++k) theta *= theta_scale;", 2),
+            ("const float ff = freq_factors ? freq_factors[i] : 1.0f;", 2),
+            ("const float t = freq_scale * (theta / ff);", 2),
+            ("const rf_u32 a = neox ? i : 2 * i;", 3),
+            ("const rf_u32 b = neox ? i + half_rot : 2 * i + 1;", 3),
+            ("h[a] = x0 * c - x1 * s;", 2),
+            ("h[b] = x0 * s + x1 * c;", 2),
+            ("const float r0 = x0 * c - x1 * s;", 1),
+            ("const float r1 = x0 * s + x1 * c;", 1),
+        ] {
+            assert_eq!(ROPE.source.matches(line).count(), count, "rope.hip: {line}");
+        }
+        // Conversions to the cache types: attention.hip's, and its position check.
+        for line in [
+            "static RF_DEVICE rf_u16 store(float x) { return rf_float_to_half(x); }",
+            "static RF_DEVICE rf_u16 store(float x) { return rf_float_to_bf16(x); }",
+        ] {
+            assert!(ATTENTION.source.contains(line), "attention.hip: {line}");
+            assert!(ROPE.source.contains(line), "rope.hip: {line}");
+        }
+        assert!(ATTENTION
+            .source
+            .contains("return p >= 0 && (rf_u64)p + n <= n_ctx;"));
+        assert!(ROPE
+            .source
+            .contains("p0 >= 0 && (rf_u64)p0 + n_new <= n_ctx;"));
     }
 
     #[test]

@@ -29,9 +29,11 @@
 //! }
 //! ```
 
+mod activations;
 pub mod backend;
 pub mod chat_template;
 pub mod config;
+mod decode_step;
 mod error;
 pub mod generate;
 pub mod gguf;

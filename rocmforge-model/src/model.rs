@@ -567,9 +567,15 @@ impl<B: Backend> Model<B> {
         for (l, w) in self.layers.iter().enumerate() {
             // Attention.
             b.rms_norm(x, &w.attn_norm, eps, n, h)?;
-            b.linear(&w.wq, w.bq.as_ref(), h, n, q)?;
-            b.linear(&w.wk, w.bk.as_ref(), h, n, k)?;
-            b.linear(&w.wv, w.bv.as_ref(), h, n, v)?;
+            b.linear_shared(
+                h,
+                n,
+                &mut [
+                    (&w.wq, w.bq.as_ref(), &mut *q),
+                    (&w.wk, w.bk.as_ref(), &mut *k),
+                    (&w.wv, w.bv.as_ref(), &mut *v),
+                ],
+            )?;
             b.rope(q, tokens, c.n_heads, &rope, freq_factors)?;
             b.rope(k, tokens, c.n_kv_heads, &rope, freq_factors)?;
             for s in seqs.iter_mut() {
@@ -583,8 +589,11 @@ impl<B: Backend> Model<B> {
 
             // Feed-forward (SwiGLU).
             b.rms_norm(x, &w.ffn_norm, eps, n, h)?;
-            b.linear(&w.w_gate, None, h, n, gate)?;
-            b.linear(&w.w_up, None, h, n, up)?;
+            b.linear_shared(
+                h,
+                n,
+                &mut [(&w.w_gate, None, &mut *gate), (&w.w_up, None, &mut *up)],
+            )?;
             b.swiglu(gate, up, ffn)?;
             b.linear(&w.w_down, None, ffn, n, h)?;
             b.add(x, h, x_next)?;

@@ -18,7 +18,7 @@ use std::time::Instant;
 use common::reference::{cases, run_case};
 use common::synthetic_model::{write_model, Spec};
 use rocmforge_model::backend::cpu::{CpuArithmetic, CpuBackend};
-use rocmforge_model::backend::hip::HipBackend;
+use rocmforge_model::backend::hip::{GpuArithmetic, HipBackend};
 use rocmforge_model::backend::{Backend, KvDtype};
 use rocmforge_model::generate::{log_sum_exp, Generator};
 use rocmforge_model::gguf::{require_demo_model, GgmlType, GgufFile};
@@ -46,6 +46,17 @@ fn gpu_generator() -> &'static Generator<HipBackend> {
     })
 }
 
+/// The demo model on the GPU in exact arithmetic (`f32` activations everywhere).
+fn gpu_exact_generator() -> &'static Generator<HipBackend> {
+    static GEN: OnceLock<Generator<HipBackend>> = OnceLock::new();
+    GEN.get_or_init(|| {
+        let backend = HipBackend::new(0)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_arithmetic(GpuArithmetic::Exact);
+        Generator::load(demo_file(), backend).unwrap_or_else(|e| panic!("loading: {e}"))
+    })
+}
+
 fn cpu_generator() -> &'static Generator<CpuBackend> {
     static GEN: OnceLock<Generator<CpuBackend>> = OnceLock::new();
     GEN.get_or_init(|| {
@@ -62,6 +73,15 @@ fn max_diff(a: &[f32], b: &[f32]) -> (f64, f64) {
             m.max(f64::from(y).abs()),
         )
     })
+}
+
+/// Largest difference of probabilities (softmax) between two logit rows.
+fn max_prob_diff(a: &[f32], b: &[f32]) -> f64 {
+    let (la, lb) = (log_sum_exp(a), log_sum_exp(b));
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| ((f64::from(x) - la).exp() - (f64::from(y) - lb).exp()).abs())
+        .fold(0.0, f64::max)
 }
 
 /// Largest difference of log-probabilities (log-softmax) between two logit rows.
@@ -104,39 +124,67 @@ fn demo_model_greedy_generation_matches_llama_cpp_on_the_gpu() {
 /// GPU and CPU logits on the demo model: a teacher-forced prefill of each reference case
 /// (every position), then decode steps one token at a time (the GPU's matrix × vector and
 /// split decode-attention kernels), with f32 and f16 KV caches.
+///
+/// * The GPU in exact arithmetic against the CPU's: every log-probability of the
+///   vocabulary within 0.02 (measured: 2e-4 with an f32 cache, 7e-3 with f16, where the
+///   two round the cache the same way but sum in another order).
+/// * The GPU's default arithmetic (8-bit activations in decode steps, as llama.cpp's CUDA
+///   backend): every probability within 0.05 of the exact CPU's. Over the whole
+///   vocabulary log-probabilities of unlikely tokens move by more (up to 0.7 measured on
+///   this model, whose activations have outliers that 8-bit blocks round coarsely).
 #[test]
 #[ignore = "needs a GPU"]
 fn demo_model_gpu_logits_match_cpu() {
-    let (gpu, cpu) = (gpu_generator().model(), cpu_generator().model());
-    let n_vocab = gpu.n_vocab();
-    let mut worst = 0.0f64;
+    let cpu = cpu_generator().model();
+    let n_vocab = cpu.n_vocab();
+    let fast = gpu_generator().model();
+    let exact = gpu_exact_generator().model();
+    let (mut worst_exact, mut worst_fast) = (0.0f64, 0.0f64);
     for dtype in [KvDtype::F32, KvDtype::F16] {
         for (n, case) in cases().iter().enumerate().take(3) {
             let mut tokens = case.prompt_ids.clone();
             tokens.extend_from_slice(&case.generated_ids[..8]);
             let (prefill, decode) = tokens.split_at(case.prompt_ids.len());
             let opts = KvCacheOptions::with_n_ctx(128).dtype(dtype);
-            let (mut gc, mut cc) = (gpu.new_cache(&opts).unwrap(), cpu.new_cache(&opts).unwrap());
-            let mut g = gpu.forward(&mut gc, prefill, Logits::All).unwrap();
-            let mut c = cpu.forward(&mut cc, prefill, Logits::All).unwrap();
-            for &t in decode {
-                g.extend(gpu.forward(&mut gc, &[t], Logits::Last).unwrap());
-                c.extend(cpu.forward(&mut cc, &[t], Logits::Last).unwrap());
-            }
-            let mut case_worst = 0.0f64;
-            for (row, (gr, cr)) in g.chunks(n_vocab).zip(c.chunks(n_vocab)).enumerate() {
-                let d = max_logprob_diff(gr, cr);
-                case_worst = case_worst.max(d);
+            let run = |model: &Model<_>| {
+                let mut cache = model.new_cache(&opts).unwrap();
+                let mut out = model.forward(&mut cache, prefill, Logits::All).unwrap();
+                for &t in decode {
+                    out.extend(model.forward(&mut cache, &[t], Logits::Last).unwrap());
+                }
+                out
+            };
+            let c = {
+                let mut cache = cpu.new_cache(&opts).unwrap();
+                let mut out = cpu.forward(&mut cache, prefill, Logits::All).unwrap();
+                for &t in decode {
+                    out.extend(cpu.forward(&mut cache, &[t], Logits::Last).unwrap());
+                }
+                out
+            };
+            let (e, f) = (run(exact), run(fast));
+            let rows = || c.chunks(n_vocab).enumerate();
+            for (row, cr) in rows() {
+                let er = &e[row * n_vocab..][..n_vocab];
+                let fr = &f[row * n_vocab..][..n_vocab];
+                let (de, df) = (max_logprob_diff(er, cr), max_prob_diff(fr, cr));
+                worst_exact = worst_exact.max(de);
+                worst_fast = worst_fast.max(df);
                 assert!(
-                    d <= 0.02,
-                    "case {n} ({dtype:?} cache) row {row}: GPU and CPU log-probabilities differ by {d}"
+                    de <= 0.02,
+                    "exact: case {n} ({dtype:?} cache) row {row}: log-probabilities differ by {de}"
+                );
+                assert!(
+                    df <= 0.05,
+                    "fast: case {n} ({dtype:?} cache) row {row}: probabilities differ by {df}"
                 );
             }
-            eprintln!("case {n}, {dtype:?} KV cache: max |Δ log p| GPU vs CPU = {case_worst:.2e}");
-            worst = worst.max(case_worst);
         }
     }
-    eprintln!("demo model: max |Δ log p| GPU vs CPU over all rows = {worst:.2e}");
+    eprintln!(
+        "demo model vs exact CPU: exact GPU max |Δ log p| {worst_exact:.2e}; \
+         fast GPU max |Δ p| {worst_fast:.2e}"
+    );
 }
 
 /// Llama-3-8B widths with one layer (vocabulary 32,000 to bound the CPU side's time).
@@ -179,10 +227,11 @@ fn qwen2_7b_shape(ty: GgmlType) -> Spec {
 
 /// GPU vs CPU logits of a synthetic model: a prefill of 9 tokens (every position) and 3
 /// decode steps. Returns the largest difference relative to the largest logit.
-fn compare_gpu_cpu(spec: &Spec) -> f64 {
+fn compare_gpu_cpu(spec: &Spec, arithmetic: GpuArithmetic) -> f64 {
     let t0 = Instant::now();
     let file = std::sync::Arc::new(write_model(spec, None));
-    let gpu = Model::load(file.clone(), HipBackend::new(0).unwrap()).unwrap();
+    let backend = HipBackend::new(0).unwrap().with_arithmetic(arithmetic);
+    let gpu = Model::load(file.clone(), backend).unwrap();
     let cpu = Model::load(file, exact_cpu()).unwrap();
     let n_vocab = spec.n_vocab as u32;
     let tokens: Vec<u32> = (0..12u32).map(|i| (i * 7919 + 13) % n_vocab).collect();
@@ -199,7 +248,7 @@ fn compare_gpu_cpu(spec: &Spec) -> f64 {
     assert!(m > 0.5, "{spec:?}: logits too small to be a test");
     let rel = d / m;
     eprintln!(
-        "{} {:?}: max |Δ logit| {d:.3e} of max |logit| {m:.2} (relative {rel:.2e}), {:.1} s",
+        "{} {:?} {arithmetic:?}: max |Δ logit| {d:.3e} of max |logit| {m:.2} (relative {rel:.2e}), {:.1} s",
         spec.arch,
         spec.matrix_type,
         t0.elapsed().as_secs_f64()
@@ -211,16 +260,27 @@ fn compare_gpu_cpu(spec: &Spec) -> f64 {
 #[ignore = "needs a GPU"]
 fn synthetic_real_shape_models_gpu_matches_cpu_in_every_weight_type() {
     let mut failures = Vec::new();
+    // Exact: f32 rounding only (measured ~3e-6). Fast: the decode rows' activations are
+    // rounded to 8 bits before each quantized product.
+    let limits = [(GpuArithmetic::Exact, 1e-4), (GpuArithmetic::Fast, 3e-2)];
     for ty in rocmforge_model::kernels::gpu::GPU_WEIGHT_TYPES {
-        let rel = compare_gpu_cpu(&llama3_8b_shape(ty));
-        if rel > 1e-3 {
-            failures.push(format!("llama {ty:?}: relative logit difference {rel:.2e}"));
+        for (arithmetic, limit) in limits {
+            let rel = compare_gpu_cpu(&llama3_8b_shape(ty), arithmetic);
+            if rel > limit {
+                failures.push(format!(
+                    "llama {ty:?} {arithmetic:?}: relative logit difference {rel:.2e}"
+                ));
+            }
         }
     }
     for ty in [GgmlType::Q4_K, GgmlType::Q8_0] {
-        let rel = compare_gpu_cpu(&qwen2_7b_shape(ty));
-        if rel > 1e-3 {
-            failures.push(format!("qwen2 {ty:?}: relative logit difference {rel:.2e}"));
+        for (arithmetic, limit) in limits {
+            let rel = compare_gpu_cpu(&qwen2_7b_shape(ty), arithmetic);
+            if rel > limit {
+                failures.push(format!(
+                    "qwen2 {ty:?} {arithmetic:?}: relative logit difference {rel:.2e}"
+                ));
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -339,12 +399,15 @@ fn recorded_decode_steps_equal_unrecorded_ones() {
     eprintln!("recorded vs plain decode: max relative difference {worst:.2e}");
 }
 
-/// Several sequences in one forward pass on the GPU give what each gives alone.
+/// Several sequences in one forward pass on the GPU give what each gives alone (to f32
+/// rounding: the batch takes the tiled product where a lone sequence takes matrix × vector).
 #[test]
 #[ignore = "needs a GPU"]
 fn batched_sequences_on_the_gpu_equal_separate_runs() {
     use rocmforge_model::model::BatchSequence;
-    let model = gpu_generator().model();
+    // Exact arithmetic: in the default one, a prompt of up to 8 tokens takes the 8-bit
+    // path and a longer batch the f32 one, which round differently by design.
+    let model = gpu_exact_generator().model();
     let opts = KvCacheOptions::with_n_ctx(64);
     let prompts: [&[u32]; 3] = [&[1, 9, 400, 77], &[5000, 3, 12], &[42, 42, 42, 42, 42, 7]];
     let mut alone = Vec::new();

@@ -7,7 +7,7 @@
 //! rotary dimensions, grouped-query attention, and weights in F32, F16, Q8_0 and Q4_K.
 //! Prefill (all logits) and one-token decode steps are both compared.
 
-use rocmforge_model::backend::cpu::CpuBackend;
+use rocmforge_model::backend::cpu::{CpuArithmetic, CpuBackend};
 use rocmforge_model::config::ModelConfig;
 use rocmforge_model::gguf::{GgmlType, GgufFile, GgufWriter};
 use rocmforge_model::kv_cache::KvCacheOptions;
@@ -175,7 +175,10 @@ fn check_against_naive(s: Spec) {
     let config = ModelConfig::from_gguf(&file).unwrap();
     assert_eq!(config.qkv_bias, s.bias);
     assert_eq!(config.tied_output, s.tied);
-    let model = Model::load(file, CpuBackend::new()).unwrap();
+    // The exact arithmetic is the one to compare with an f64 reference (the default,
+    // llama.cpp's, rounds activations to 8 bits and attention to f16).
+    let backend = CpuBackend::new().with_arithmetic(CpuArithmetic::Exact);
+    let model = Model::load(file, backend).unwrap();
     let tokens: Vec<u32> = vec![3, 17, 42, 5, 77, 95, 0, 60, 12, 33];
     let (prefill, decode) = tokens.split_at(7);
 

@@ -44,9 +44,11 @@ pub mod attention;
 pub mod convert;
 pub mod elementwise;
 pub mod embedding;
+pub mod fused;
 pub mod kv_cache;
 pub mod matmul;
 pub mod norm;
+pub mod q8_activations;
 pub mod rope;
 pub mod sampling;
 pub mod softmax;
@@ -62,9 +64,14 @@ pub use elementwise::{
     silu_f32, silu_inplace, swiglu,
 };
 pub use embedding::embedding;
+pub use fused::{matvec_q8_add, rms_norm_q8, rope_qk_kv_write, swiglu_q8};
 pub use kv_cache::{kv_cache_write, KvCacheShape, KvElement};
 pub use matmul::{matmul, matvec};
 pub use norm::{layer_norm, rms_norm};
+pub use q8_activations::{
+    matvec_q8, matvec_q8_error_scale, q8_activation_bytes, q8_matvec_supported, q8_row_bytes,
+    quantize_activations,
+};
 pub use rope::{rope, rope_inplace, RopeMode, RopeParams};
 pub use sampling::{
     apply_penalties, apply_temperature, candidates_from_logits, min_p, sample, sample_candidates,

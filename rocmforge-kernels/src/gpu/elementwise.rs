@@ -5,10 +5,15 @@ use half::{bf16, f16};
 use rocmforge_hip::{DeviceMemory, DeviceSlice, DeviceSliceMut, In, Out, Stream, TypedKernel};
 
 use super::{grid_stride_config, KernelLoader};
+use crate::cpu::q8_activations::{q8_activation_bytes, q8_row_bytes};
 use crate::error::shape_error;
 use crate::{Result, ELEMENTWISE};
 
 type Binary = TypedKernel<(In<f32>, In<f32>, Out<f32>, u64)>;
+
+// rf_swiglu_q8_f32 needs every 32-value quantization block in one aligned 32-lane group:
+// blocks (and so the grid stride) of a multiple of 32 threads.
+const _: () = assert!(super::ELEMENTWISE_BLOCK % 32 == 0);
 type Unary = TypedKernel<(In<f32>, Out<f32>, u64)>;
 
 /// The kernels of `elementwise.hip`.
@@ -25,6 +30,7 @@ pub struct ElementwiseOps {
     f32_to_bf16: TypedKernel<(In<f32>, Out<bf16>, u64)>,
     bf16_to_f32: TypedKernel<(In<bf16>, Out<f32>, u64)>,
     add_bias_rows: TypedKernel<(Out<f32>, In<f32>, u64, u64)>,
+    swiglu_q8: TypedKernel<(In<f32>, In<f32>, Out<u8>, u64, u32, u32)>,
 }
 
 fn same_len(op: &'static str, lens: &[usize]) -> Result<usize> {
@@ -58,6 +64,12 @@ impl ElementwiseOps {
                 f32_to_bf16: module.function("rf_f32_to_bf16")?.into_typed(),
                 bf16_to_f32: module.function("rf_bf16_to_f32")?.into_typed(),
                 add_bias_rows: module.function("rf_add_bias_rows_f32")?.into_typed(),
+                // rf_swiglu_q8_f32 (gate, up, out, n, cols, row_bytes): reads gate and up
+                // below n and writes bytes [t · row_bytes, (t + 1) · row_bytes) of out
+                // for t < n / cols; the launcher passes n = rows × cols = both inputs'
+                // length, row_bytes = q8_row_bytes(cols) and an out of rows × row_bytes
+                // bytes, 16-byte aligned.
+                swiglu_q8: module.function("rf_swiglu_q8_f32")?.into_typed(),
             })
         }
     }
@@ -149,6 +161,68 @@ impl ElementwiseOps {
         out: DeviceSliceMut<f32>,
     ) -> Result<()> {
         self.binary(&self.swiglu, "swiglu", stream, gate, up, out)
+    }
+
+    /// [`swiglu`](Self::swiglu) fused with
+    /// [`QuantOps::quantize_activations`](super::QuantOps::quantize_activations), in one
+    /// launch: `out_q8` gets the 8-bit quantization of the `rows` rows of `n` values
+    /// `silu(gate) · up` ([`q8_activation_bytes`](super::q8_activation_bytes)`(rows, n)`
+    /// bytes, 16-byte aligned), byte for byte what `quantize_activations` writes for the
+    /// output of `swiglu`. Allocates nothing (graph-capturable).
+    ///
+    /// Errors if `n` is not a positive multiple of 32 (the quantization blocks), a length
+    /// does not match, or `out_q8` is not 16-byte aligned. Nothing is launched for 0 rows.
+    pub fn swiglu_q8(
+        &self,
+        stream: &Stream,
+        gate: DeviceSlice<f32>,
+        up: DeviceSlice<f32>,
+        rows: usize,
+        n: usize,
+        out_q8: DeviceSliceMut<u8>,
+    ) -> Result<()> {
+        const OP: &str = "swiglu_q8";
+        if n == 0 || n % 32 != 0 || u32::try_from(n).is_err() {
+            return Err(shape_error(
+                OP,
+                format!("row length {n}: 8-bit activations need a multiple of 32 in 32..2^32"),
+            ));
+        }
+        let total = rows
+            .checked_mul(n)
+            .ok_or_else(|| shape_error(OP, format!("{rows} rows × {n} overflow")))?;
+        let q8_len = q8_activation_bytes(rows, n);
+        if gate.len() != total || up.len() != total || out_q8.len() != q8_len {
+            return Err(shape_error(
+                OP,
+                format!(
+                    "{rows} rows of {n}: gate has {}, up {} (expected {total}), out_q8 {} bytes \
+                     (expected {q8_len})",
+                    gate.len(),
+                    up.len(),
+                    out_q8.len()
+                ),
+            ));
+        }
+        if out_q8.device_ptr() as usize % 16 != 0 {
+            return Err(shape_error(
+                OP,
+                "out_q8 must start at a 16-byte-aligned device address",
+            ));
+        }
+        let row_bytes = u32::try_from(q8_row_bytes(n))
+            .map_err(|_| shape_error(OP, "a quantized row takes 2^32 bytes or more"))?;
+        if total == 0 {
+            return Ok(());
+        }
+        // Blocks of ELEMENTWISE_BLOCK threads (a multiple of 32) and a stride of whole
+        // blocks: every 32-value group is inside or outside the range as a whole.
+        self.swiglu_q8.launch(
+            stream,
+            &grid_stride_config(total)?,
+            (gate, up, out_q8, total as u64, n as u32, row_bytes),
+        )?;
+        Ok(())
     }
 
     /// `out = s * x`.

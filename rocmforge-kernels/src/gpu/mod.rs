@@ -16,7 +16,10 @@ pub use attention::{AttentionOps, GpuKvElement, DECODE_MAX_QUERIES, MAX_HEAD_DIM
 pub use elementwise::ElementwiseOps;
 pub use kernel_loader::KernelLoader;
 pub use norm::NormOps;
-pub use quant_ops::{GpuWeights, QuantOps, GPU_WEIGHT_TYPES};
+pub use quant_ops::{
+    matvec_reads_q8, q8_activation_bytes, q8_activation_row_bytes, GpuWeights, QuantOps,
+    GPU_WEIGHT_TYPES, MATVEC_Q8_MULTI_MAX, Q8_MATVEC_TYPES,
+};
 pub use rope::{RopeConfig, RopeOps};
 
 use rocmforge_hip::LaunchConfig;

@@ -5,11 +5,14 @@ use std::collections::HashMap;
 
 use half::f16;
 use rocmforge_hip::{
-    DeviceMemory, DeviceSlice, DeviceSliceMut, Dim3, In, LaunchConfig, Out, Stream, TypedKernel,
+    DeviceBuffer, DeviceMemory, DeviceSlice, DeviceSliceMut, Dim3, In, LaunchConfig, Out, Stream,
+    TypedKernel,
 };
 
-use super::KernelLoader;
+use super::{grid_stride_config, KernelLoader};
+use crate::cpu::q8_activations;
 use crate::error::shape_error;
+use crate::kernel_source::QUANT_Q8;
 use crate::quant::GgmlType;
 use crate::{Error, Result, GEMM, QUANT};
 
@@ -39,6 +42,178 @@ fn matvec_rows_per_wave(ty: GgmlType) -> usize {
     match ty {
         GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => 2,
         _ => 1,
+    }
+}
+
+/// The weight types with an integer matrix × vector kernel over 8-bit activations
+/// ([`QuantOps::matvec_q8`]).
+pub const Q8_MATVEC_TYPES: [GgmlType; 10] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+/// Whether `ty` has an integer matrix × vector kernel that reads 8-bit activations
+/// ([`QuantOps::matvec_q8`]); the other types keep the f32-activation [`QuantOps::matvec`].
+pub fn matvec_reads_q8(ty: GgmlType) -> bool {
+    Q8_MATVEC_TYPES.contains(&ty)
+}
+
+/// Bytes of `n_tokens` rows of `cols` activations quantized by
+/// [`QuantOps::quantize_activations`]: `n_tokens` × [`q8_activation_row_bytes`]`(cols)`
+/// (the format is documented in [`crate::cpu::q8_activations`]). Saturates at
+/// `usize::MAX`, which no buffer matches.
+pub fn q8_activation_bytes(n_tokens: usize, cols: usize) -> usize {
+    q8_activations::q8_activation_bytes(n_tokens, cols)
+}
+
+/// Bytes of one quantized activation row of `cols` values (a multiple of 16): token `t`
+/// of a multi-token buffer is the slice `t * q8_activation_row_bytes(cols)..` of this
+/// length, what [`QuantOps::matvec_q8`] takes.
+pub fn q8_activation_row_bytes(cols: usize) -> usize {
+    q8_activations::q8_row_bytes(cols)
+}
+
+/// Rows per block of the `rf_mvq_<type>` kernels (`RF_MVQ_ROWS_<type>` in quant_q8.hip;
+/// a unit test checks that the two agree).
+const MVQ_DEFAULT_ROWS: usize = 4;
+
+/// Waves per block of the integer matvec kernels (`RF_MVQ_WAVES` in quant_q8.hip).
+const MVQ_WAVES: u32 = 4;
+
+/// Threads per block of the activation quantizer (any multiple of 32 works).
+const QUANTIZE_THREADS: u32 = 256;
+
+/// The integer matvec kernels of quant_q8.hip for `ty`, by suffix of
+/// `rf_mvq_<type><suffix>`: `""` is the direct kernel (`rf_mvq`) with
+/// [`MVQ_DEFAULT_ROWS`] rows per block, `_r<n>` the direct kernel with `n` rows per block
+/// (its waves split each row's chunks), `_s<n>` the staged kernel (`rf_mvqs`: weights
+/// through shared memory with 16-byte loads) with `n` rows per wave.
+fn mvq_kernels(ty: GgmlType) -> &'static [&'static str] {
+    match ty {
+        GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4_K => &["", "_r1", "_r2", "_s1", "_s2"],
+        GgmlType::Q6_K => &["", "_r2", "_s1", "_s2"],
+        _ => &["", "_s1", "_s2"],
+    }
+}
+
+/// Rows per block of the kernel with `suffix` (see [`mvq_kernels`]).
+fn mvq_rows_per_block(suffix: &str) -> usize {
+    let n = |digits: &str| digits.parse::<usize>().unwrap_or(1);
+    if let Some(d) = suffix.strip_prefix("_r") {
+        n(d)
+    } else if let Some(d) = suffix.strip_prefix("_s") {
+        n(d) * MVQ_WAVES as usize
+    } else {
+        MVQ_DEFAULT_ROWS
+    }
+}
+
+/// The kernel [`QuantOps::matvec_q8`] runs for `rows` rows of `ty` (a suffix of
+/// [`mvq_kernels`]): per type and size class — at most 2048 rows (K/V projections), at
+/// least 32768 (the output matrix), at least 8192 (FFN gate/up), the rest — the fastest
+/// kernel measured on the H100 at Llama-3-8B shapes (kernel_bench --variants, replayed
+/// from graphs; differences under about 5% are within that measurement's noise). Not
+/// tuned for other devices.
+fn mvq_variant(ty: GgmlType, rows: usize) -> &'static str {
+    let small = rows <= 2048;
+    let huge = rows >= 32768;
+    let tall = rows >= 8192;
+    match ty {
+        GgmlType::Q4_0 if small => "_r1",
+        GgmlType::Q4_0 | GgmlType::Q4_1 => "",
+        GgmlType::Q8_0 if huge => "_s1",
+        GgmlType::Q8_0 => "_r1",
+        GgmlType::Q4_K if small => "_r1",
+        GgmlType::Q4_K => "_s1",
+        GgmlType::Q5_0 if huge => "_s2",
+        GgmlType::Q5_0 if tall => "",
+        GgmlType::Q5_1 if huge => "_s2",
+        GgmlType::Q5_1 => "",
+        GgmlType::Q2_K if small => "_s1",
+        GgmlType::Q2_K => "_s2",
+        GgmlType::Q5_K | GgmlType::Q3_K | GgmlType::Q6_K if huge => "_s2",
+        _ => "_s1",
+    }
+}
+
+/// A kernel of quant_q8.hip's matvec signature: weights, quantized x, y, rows, cols.
+type MvqKernel = TypedKernel<(In<u8>, In<u8>, Out<f32>, u32, u32)>;
+
+/// Most matrices one [`QuantOps::matvec_q8_multi`] launch takes (the `rf_mvqx` kernels'
+/// three slots).
+pub const MATVEC_Q8_MULTI_MAX: usize = 3;
+
+/// A kernel of quant_q8.hip's `rf_mvqx` signature: three weight matrices, quantized x,
+/// residual, three outputs, three row counts, cols, variant codes.
+type MvqxKernel = TypedKernel<(
+    In<u8>,
+    In<u8>,
+    In<u8>,
+    In<u8>,
+    In<f32>,
+    Out<f32>,
+    Out<f32>,
+    Out<f32>,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+)>;
+
+/// Bit of the `rf_mvqx` kernels' `codes` argument: add the residual to matrix 0.
+const MVQX_RESIDUAL_BIT: u32 = 1 << 24;
+
+/// Suffix of the `rf_mvqx_<type>_mixed` kernels.
+const MVQX_MIXED: &str = "_mixed";
+
+/// The kernels of quant_q8.hip.
+#[derive(Debug, Clone)]
+struct Q8Kernels {
+    quantize: TypedKernel<(In<f32>, Out<u8>, u64, u32, u32)>,
+    /// Every matvec kernel, by type and suffix, with its rows per block.
+    matvec: HashMap<(GgmlType, &'static str), (MvqKernel, usize)>,
+    /// The multi-matrix / residual kernels, by type and suffix (one of [`mvqx_kernels`],
+    /// or [`MVQX_MIXED`]).
+    multi: HashMap<(GgmlType, &'static str), MvqxKernel>,
+}
+
+/// The variants [`mvq_variant`] can choose for `ty` (suffixes of [`mvq_kernels`]), in the
+/// order of the `rf_mvqx_<type>_mixed` kernel's template arguments: the kernels
+/// `rf_mvqx_<type><suffix>` that [`QuantOps::matvec_q8_add`] and
+/// [`QuantOps::matvec_q8_multi`] run (a unit test checks this table against
+/// [`mvq_variant`] and quant_q8.hip).
+fn mvqx_kernels(ty: GgmlType) -> &'static [&'static str] {
+    match ty {
+        GgmlType::Q4_0 => &["", "_r1"],
+        GgmlType::Q4_1 => &[""],
+        GgmlType::Q5_0 => &["", "_s1", "_s2"],
+        GgmlType::Q5_1 => &["", "_s2"],
+        GgmlType::Q8_0 | GgmlType::Q4_K => &["_r1", "_s1"],
+        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q5_K | GgmlType::Q6_K => &["_s1", "_s2"],
+        _ => &[],
+    }
+}
+
+/// The `rf_mvqx` kernels' code of the variant with `suffix` (see [`mvq_kernels`]):
+/// `16 · family + rows`, family 0 for the direct kernel with `rows` rows per block, 1 for
+/// the staged kernel with `rows` rows per wave (`rf_mvqv` in quant_q8.hip).
+fn mvq_code(suffix: &str) -> u32 {
+    let n = |digits: &str| digits.parse::<u32>().unwrap_or(1);
+    if let Some(d) = suffix.strip_prefix("_r") {
+        n(d)
+    } else if let Some(d) = suffix.strip_prefix("_s") {
+        16 + n(d)
+    } else {
+        MVQ_DEFAULT_ROWS as u32
     }
 }
 
@@ -207,6 +382,7 @@ struct TypeKernels {
 #[derive(Debug, Clone)]
 pub struct QuantOps {
     kernels: HashMap<GgmlType, TypeKernels>,
+    q8: Q8Kernels,
     warp_size: u32,
     compute_units: u32,
 }
@@ -250,9 +426,64 @@ impl QuantOps {
             };
             kernels.insert(ty, entry);
         }
+        let q8_module = loader.module(&QUANT_Q8)?;
+        // SAFETY: the signature matches rf_quantize_q8_f32 (x, out, n, cols, row_bytes);
+        // it reads n values of x and writes n / cols rows of row_bytes bytes, which
+        // `quantize_activations` checks against both slices.
+        let quantize = unsafe { q8_module.function("rf_quantize_q8_f32")?.into_typed() };
+        let mut matvec = HashMap::new();
+        for ty in Q8_MATVEC_TYPES {
+            for &suffix in mvq_kernels(ty) {
+                // SAFETY: the signature matches quant_q8.hip's rf_mvq_<type><suffix>
+                // (weights, xq, y, rows, cols). A kernel reads rows × row_bytes(cols)
+                // weight bytes, one quantized activation row of
+                // q8_activation_row_bytes(cols) bytes and writes rows outputs, for any
+                // grid of mvq_rows_per_block(suffix) rows per block (rows past the end
+                // are clamped on reads and skipped on writes); `launch_mvq` checks each
+                // of those sizes.
+                let k = unsafe {
+                    q8_module
+                        .function(&format!("rf_mvq_{}{suffix}", ty.name()))?
+                        .into_typed()
+                };
+                matvec.insert((ty, suffix), (k, mvq_rows_per_block(suffix)));
+            }
+        }
+        let mut multi = HashMap::new();
+        for ty in Q8_MATVEC_TYPES {
+            let suffixes = mvqx_kernels(ty);
+            let mixed = if suffixes.len() > 1 {
+                Some(MVQX_MIXED)
+            } else {
+                None
+            };
+            for suffix in suffixes.iter().copied().chain(mixed) {
+                // SAFETY: the signature matches quant_q8.hip's rf_mvqx_<type><suffix>
+                // (RF_MVQX_PARAMS: w0, w1, w2, xq, residual, y0, y1, y2, rows0, rows1,
+                // rows2, cols, codes). For any grid, a block computes rows of at most one
+                // matrix m, as rf_mvq_<type><suffix> does with its block index: it reads
+                // rows_m × row_bytes(cols) bytes of w_m, one quantized activation row of
+                // q8_activation_row_bytes(cols) bytes, and (only for m = 0 with the
+                // residual bit of `codes`) rows_0 residual values, and writes outputs
+                // below rows_m of y_m; a slot with rows_m = 0 or an unknown code gets no
+                // block and is never dereferenced. `launch_mvqx` checks each of those
+                // sizes and passes 0 rows for unused slots.
+                let k = unsafe {
+                    q8_module
+                        .function(&format!("rf_mvqx_{}{suffix}", ty.name()))?
+                        .into_typed()
+                };
+                multi.insert((ty, suffix), k);
+            }
+        }
         let props = loader.device().properties();
         Ok(Self {
             kernels,
+            q8: Q8Kernels {
+                quantize,
+                matvec,
+                multi,
+            },
             warp_size: props.warp_size,
             compute_units: props.compute_units.max(1),
         })
@@ -325,6 +556,427 @@ impl QuantOps {
         };
         k.matvec
             .launch(stream, &cfg, (w.data, x, y, w.rows as u32, w.cols as u32))?;
+        Ok(())
+    }
+
+    /// Quantizes `n_tokens` rows of `cols` activations (`x`: `[n_tokens, cols]`) to the
+    /// 8-bit block format that [`QuantOps::matvec_q8`] reads: `out` holds
+    /// [`q8_activation_bytes`]`(n_tokens, cols)` bytes, token `t` at
+    /// `t * q8_activation_row_bytes(cols)`. One launch for all tokens; it allocates
+    /// nothing, so it can be captured into a graph. Byte for byte what
+    /// [`crate::cpu::quantize_activations`] computes.
+    ///
+    /// Errors if `cols` is not a positive multiple of 32, a length does not match, or
+    /// `out` does not start 16-byte aligned. Nothing is launched for zero tokens.
+    pub fn quantize_activations(
+        &self,
+        stream: &Stream,
+        x: DeviceSlice<f32>,
+        n_tokens: usize,
+        cols: usize,
+        out: DeviceSliceMut<u8>,
+    ) -> Result<()> {
+        const OP: &str = "quantize_activations";
+        if cols == 0 || cols % 32 != 0 || u32::try_from(cols).is_err() {
+            return Err(shape_error(
+                OP,
+                format!("{cols} columns: 8-bit activations need a multiple of 32 in 32..2^32"),
+            ));
+        }
+        let n = n_tokens.checked_mul(cols);
+        if n != Some(x.len()) || out.len() != q8_activation_bytes(n_tokens, cols) {
+            return Err(shape_error(
+                OP,
+                format!(
+                    "{n_tokens} tokens of {cols}: x has {} values (expected {}), out has {} bytes \
+                     (expected {})",
+                    x.len(),
+                    n.map_or_else(|| "an overflow".to_string(), |n| n.to_string()),
+                    out.len(),
+                    q8_activation_bytes(n_tokens, cols)
+                ),
+            ));
+        }
+        if out.device_ptr() as usize % 16 != 0 {
+            return Err(shape_error(
+                OP,
+                "out must start at a 16-byte-aligned device address",
+            ));
+        }
+        if n_tokens == 0 {
+            return Ok(());
+        }
+        let row_bytes = u32::try_from(q8_activation_row_bytes(cols))
+            .map_err(|_| shape_error(OP, "a quantized row takes 2^32 bytes or more"))?;
+        // Grid-stride: whole blocks of QUANTIZE_THREADS (a multiple of 32) so that every
+        // 32-value group is inside or outside the range as a whole.
+        let mut cfg = grid_stride_config(x.len())?;
+        cfg.block = Dim3::x(QUANTIZE_THREADS);
+        self.q8.quantize.launch(
+            stream,
+            &cfg,
+            (x, out, x.len() as u64, cols as u32, row_bytes),
+        )?;
+        Ok(())
+    }
+
+    /// `y = W · x̂` for one token, `x̂` its activations quantized by
+    /// [`QuantOps::quantize_activations`] (`xq`: [`q8_activation_row_bytes`]`(cols)`
+    /// bytes, 16-byte aligned): integer dot products of the weight and activation quants,
+    /// scaled in float per 32-element block, as llama.cpp's decode does. What
+    /// [`crate::cpu::matvec_q8`] computes, up to f32 rounding; it differs from
+    /// [`QuantOps::matvec`] (the exact reference with f32 activations) by the activation
+    /// quantization error, typically a few 1e-3 relative. One of several kernels runs,
+    /// chosen by type and number of rows (tuned on the H100). Allocates nothing
+    /// (graph-capturable); the same `xq` serves every matrix that reads the same
+    /// activations (Q, K and V).
+    ///
+    /// Errors if the type has no integer kernel ([`matvec_reads_q8`];
+    /// [`Error::UnsupportedType`]), or a length or the alignment of `xq` is wrong.
+    pub fn matvec_q8(
+        &self,
+        stream: &Stream,
+        w: &GpuWeights<'_>,
+        xq: DeviceSlice<u8>,
+        y: DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        const OP: &str = "matvec_q8";
+        let suffix = mvq_variant(w.ty, w.rows);
+        let (k, rows_per_block) =
+            self.q8
+                .matvec
+                .get(&(w.ty, suffix))
+                .ok_or_else(|| Error::UnsupportedType {
+                    op: OP,
+                    type_name: w.ty.name().to_string(),
+                })?;
+        self.launch_mvq(OP, k, *rows_per_block, stream, w, xq, y)
+    }
+
+    /// `y = residual + W · x̂`: [`QuantOps::matvec_q8`] with the residual added in the
+    /// kernel's epilogue (`y[r] = residual[r] + dot_r`), in one launch. The same kernel
+    /// variant as `matvec_q8` for the type and shape, and bit for bit what `matvec_q8`
+    /// followed by [`ElementwiseOps::add`](super::ElementwiseOps::add) of `residual`
+    /// computes. `residual` (`rows` values) and `y` are distinct buffers (the borrows
+    /// make an alias impossible). Allocates nothing (graph-capturable).
+    ///
+    /// Errors as [`QuantOps::matvec_q8`], and if `residual` does not hold `rows` values.
+    pub fn matvec_q8_add(
+        &self,
+        stream: &Stream,
+        w: &GpuWeights<'_>,
+        xq: DeviceSlice<u8>,
+        residual: DeviceSlice<f32>,
+        y: DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        self.launch_mvqx("matvec_q8_add", stream, &[w], xq, Some(residual), &mut [y])
+    }
+
+    /// `ys[m] = ws[m] · x̂` for up to [`MATVEC_Q8_MULTI_MAX`] matrices of one type and
+    /// width that read the same quantized activations (Q, K and V; gate and up), in one
+    /// launch: its blocks are the concatenation of each matrix's `matvec_q8` grid, each
+    /// running the kernel variant `matvec_q8` would run for that matrix, so every output
+    /// is bit for bit that of a separate [`QuantOps::matvec_q8`] call. Allocates nothing
+    /// (graph-capturable).
+    ///
+    /// Errors if there are no matrices or more than [`MATVEC_Q8_MULTI_MAX`], `ys` does not
+    /// have one output per matrix, the matrices differ in type or columns, or as
+    /// [`QuantOps::matvec_q8`] for any of them.
+    pub fn matvec_q8_multi(
+        &self,
+        stream: &Stream,
+        ws: &[&GpuWeights<'_>],
+        xq: DeviceSlice<u8>,
+        ys: &mut [DeviceSliceMut<f32>],
+    ) -> Result<()> {
+        self.launch_mvqx("matvec_q8_multi", stream, ws, xq, None, ys)
+    }
+
+    /// The kernel [`QuantOps::matvec_q8_multi`] runs for matrices of `ty` with these row
+    /// counts: `rf_mvqx_` + this name; `None` for a type without an integer kernel or no
+    /// matrices.
+    #[doc(hidden)]
+    pub fn matvec_q8_multi_choice(ty: GgmlType, rows: &[usize]) -> Option<String> {
+        let first = mvq_variant(ty, *rows.first()?);
+        let same = rows.iter().all(|&r| mvq_variant(ty, r) == first);
+        matvec_reads_q8(ty).then(|| {
+            let suffix = if same { first } else { MVQX_MIXED };
+            format!("{}{suffix}", ty.name())
+        })
+    }
+
+    fn launch_mvqx(
+        &self,
+        op: &'static str,
+        stream: &Stream,
+        ws: &[&GpuWeights<'_>],
+        xq: DeviceSlice<u8>,
+        residual: Option<DeviceSlice<f32>>,
+        ys: &mut [DeviceSliceMut<f32>],
+    ) -> Result<()> {
+        let Some(w0) = ws.first() else {
+            return Err(shape_error(op, "no matrices"));
+        };
+        if ws.len() > MATVEC_Q8_MULTI_MAX || ys.len() != ws.len() {
+            return Err(shape_error(
+                op,
+                format!(
+                    "{} matrices and {} outputs: one output per matrix, at most \
+                     {MATVEC_Q8_MULTI_MAX} matrices",
+                    ws.len(),
+                    ys.len()
+                ),
+            ));
+        }
+        let (ty, cols) = (w0.ty, w0.cols);
+        if !matvec_reads_q8(ty) {
+            return Err(Error::UnsupportedType {
+                op,
+                type_name: ty.name().to_string(),
+            });
+        }
+        if let Some(w) = ws.iter().find(|w| w.ty != ty || w.cols != cols) {
+            return Err(shape_error(
+                op,
+                format!(
+                    "matrices of one type and width: {} × {cols} with {} × {}",
+                    ty.name(),
+                    w.ty.name(),
+                    w.cols
+                ),
+            ));
+        }
+        let block_elems = ty.block_size().max(32);
+        if cols % block_elems != 0 {
+            return Err(shape_error(
+                op,
+                format!(
+                    "{cols} columns: {} needs a multiple of {block_elems}",
+                    ty.name()
+                ),
+            ));
+        }
+        let xq_bytes = q8_activation_row_bytes(cols);
+        if xq.len() != xq_bytes {
+            return Err(shape_error(
+                op,
+                format!(
+                    "xq has {} bytes, {xq_bytes} expected for {cols} columns",
+                    xq.len()
+                ),
+            ));
+        }
+        if xq.device_ptr() as usize % 16 != 0 {
+            return Err(shape_error(
+                op,
+                "xq must start at a 16-byte-aligned device address",
+            ));
+        }
+        for (m, (w, y)) in ws.iter().zip(ys.iter()).enumerate() {
+            if y.len() != w.rows {
+                return Err(shape_error(
+                    op,
+                    format!(
+                        "matrix {m} is {} × {cols}: its output has {} values",
+                        w.rows,
+                        y.len()
+                    ),
+                ));
+            }
+        }
+        if let Some(r) = &residual {
+            if r.len() != w0.rows {
+                return Err(shape_error(
+                    op,
+                    format!(
+                        "W is {} × {cols}: the residual has {} values",
+                        w0.rows,
+                        r.len()
+                    ),
+                ));
+            }
+        }
+        let suffixes: Vec<&'static str> = ws.iter().map(|w| mvq_variant(ty, w.rows)).collect();
+        let key = if suffixes.iter().all(|&s| s == suffixes[0]) {
+            suffixes[0]
+        } else {
+            MVQX_MIXED
+        };
+        let unsupported = || Error::UnsupportedType {
+            op,
+            type_name: format!("{} (variants {suffixes:?})", ty.name()),
+        };
+        let k = self.q8.multi.get(&(ty, key)).ok_or_else(unsupported)?;
+        // The kernel's codes (unused slots: code 0, which no kernel has, and 0 rows) and
+        // its grid: the sum of the matrices' own grids.
+        let mut codes = 0u32;
+        let mut blocks = 0usize;
+        for (m, (w, &suffix)) in ws.iter().zip(&suffixes).enumerate() {
+            if !mvqx_kernels(ty).contains(&suffix) {
+                return Err(unsupported());
+            }
+            let rows_per_block = mvq_rows_per_block(suffix);
+            let padded = w.rows.div_ceil(rows_per_block) * rows_per_block;
+            if u32::try_from(padded).is_err() {
+                return Err(shape_error(op, "too many rows for one launch"));
+            }
+            codes |= mvq_code(suffix) << (8 * m);
+            blocks += w.rows.div_ceil(rows_per_block);
+        }
+        let blocks =
+            u32::try_from(blocks).map_err(|_| shape_error(op, "too many rows for one launch"))?;
+        // Stand-ins for the unused slots (never dereferenced: 0 rows, or no residual bit);
+        // zero-length buffers allocate nothing, so this stays graph-capturable.
+        let mut spare = [
+            DeviceBuffer::<f32>::alloc(stream, 0)?,
+            DeviceBuffer::<f32>::alloc(stream, 0)?,
+        ];
+        let no_residual = DeviceBuffer::<f32>::alloc(stream, 0)?;
+        let residual = match residual {
+            Some(r) => {
+                codes |= MVQX_RESIDUAL_BIT;
+                r
+            }
+            None => no_residual.as_slice(),
+        };
+        let data = |m: usize| ws.get(m).map_or(w0.data, |w| w.data);
+        let rows = |m: usize| ws.get(m).map_or(0, |w| w.rows as u32);
+        let (y0, rest) = ys
+            .split_first_mut()
+            .ok_or_else(|| shape_error(op, "no outputs"))?;
+        let (y1, y2) = match rest {
+            [] => {
+                let [a, b] = &mut spare;
+                (a.as_slice_mut(), b.as_slice_mut())
+            }
+            [y1] => (y1.slice_mut(..)?, spare[0].as_slice_mut()),
+            [y1, y2] => (y1.slice_mut(..)?, y2.slice_mut(..)?),
+            _ => return Err(shape_error(op, "too many outputs")),
+        };
+        let cfg = LaunchConfig {
+            grid: Dim3::x(blocks),
+            block: Dim3::x(MVQ_WAVES * self.warp_size),
+            shared_mem_bytes: 0,
+        };
+        k.launch(
+            stream,
+            &cfg,
+            (
+                data(0),
+                data(1),
+                data(2),
+                xq,
+                residual,
+                y0.slice_mut(..)?,
+                y1,
+                y2,
+                rows(0),
+                rows(1),
+                rows(2),
+                cols as u32,
+                codes,
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// [`QuantOps::matvec_q8`] through one given kernel of the type (`variant`: the
+    /// kernel name without `rf_mvq_`, e.g. `q4_0_s1`; see [`QuantOps::matvec_q8_variants`])
+    /// instead of the one chosen for the shape. For tuning (kernel_bench --variants)
+    /// and tests. Errors for an unknown variant or one of another type than `w`.
+    #[doc(hidden)]
+    pub fn matvec_q8_variant(
+        &self,
+        variant: &str,
+        stream: &Stream,
+        w: &GpuWeights<'_>,
+        xq: DeviceSlice<u8>,
+        y: DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        const OP: &str = "matvec_q8_variant";
+        let entry = variant.strip_prefix(w.ty.name()).and_then(|suffix| {
+            self.q8
+                .matvec
+                .iter()
+                .find(|((t, s), _)| *t == w.ty && *s == suffix)
+        });
+        let Some((_, (k, rows_per_block))) = entry else {
+            return Err(Error::UnsupportedType {
+                op: OP,
+                type_name: format!("{} (variant {variant})", w.ty.name()),
+            });
+        };
+        self.launch_mvq(OP, k, *rows_per_block, stream, w, xq, y)
+    }
+
+    /// The kernels of `ty` that [`QuantOps::matvec_q8_variant`] takes (empty for a type
+    /// without an integer kernel).
+    #[doc(hidden)]
+    pub fn matvec_q8_variants(&self, ty: GgmlType) -> Vec<String> {
+        if !matvec_reads_q8(ty) {
+            return Vec::new();
+        }
+        mvq_kernels(ty)
+            .iter()
+            .map(|suffix| format!("{}{suffix}", ty.name()))
+            .collect()
+    }
+
+    /// The kernel [`QuantOps::matvec_q8`] runs for `rows` rows of `ty`, as a variant name
+    /// of [`QuantOps::matvec_q8_variant`]; `None` for a type without an integer kernel.
+    #[doc(hidden)]
+    pub fn matvec_q8_choice(ty: GgmlType, rows: usize) -> Option<String> {
+        matvec_reads_q8(ty).then(|| format!("{}{}", ty.name(), mvq_variant(ty, rows)))
+    }
+
+    fn launch_mvq(
+        &self,
+        op: &'static str,
+        k: &MvqKernel,
+        rows_per_block: usize,
+        stream: &Stream,
+        w: &GpuWeights<'_>,
+        xq: DeviceSlice<u8>,
+        y: DeviceSliceMut<f32>,
+    ) -> Result<()> {
+        let block_elems = w.ty.block_size().max(32);
+        if w.cols % block_elems != 0 {
+            return Err(shape_error(
+                op,
+                format!(
+                    "{} columns: {} needs a multiple of {block_elems}",
+                    w.cols,
+                    w.ty.name()
+                ),
+            ));
+        }
+        let xq_bytes = q8_activation_row_bytes(w.cols);
+        if xq.len() != xq_bytes || y.len() != w.rows {
+            return Err(shape_error(
+                op,
+                format!(
+                    "W is {} × {}: xq has {} bytes (expected {xq_bytes}), y has {}",
+                    w.rows,
+                    w.cols,
+                    xq.len(),
+                    y.len()
+                ),
+            ));
+        }
+        if xq.device_ptr() as usize % 16 != 0 {
+            return Err(shape_error(
+                op,
+                "xq must start at a 16-byte-aligned device address",
+            ));
+        }
+        let blocks = u32::try_from(w.rows.div_ceil(rows_per_block))
+            .map_err(|_| shape_error(op, "too many rows for one launch"))?;
+        let cfg = LaunchConfig {
+            grid: Dim3::x(blocks),
+            block: Dim3::x(MVQ_WAVES * self.warp_size),
+            shared_mem_bytes: 0,
+        };
+        k.launch(stream, &cfg, (w.data, xq, y, w.rows as u32, w.cols as u32))?;
         Ok(())
     }
 
@@ -505,6 +1157,171 @@ mod tests {
             assert_eq!(tile(ty, 4096, 64), "s");
             assert_eq!(tile(ty, 37, 512), "s");
         }
+    }
+
+    #[test]
+    fn mvq_tables_match_the_kernel_source() {
+        let src = QUANT_Q8.source;
+        assert!(src.contains(&format!("#define RF_MVQ_WAVES {MVQ_WAVES}\n")));
+        for ty in Q8_MATVEC_TYPES {
+            let name = ty.name();
+            let def = format!("#define RF_MVQ_ROWS_{name} {MVQ_DEFAULT_ROWS}\n");
+            assert!(src.contains(&def), "quant_q8.hip defines {def}");
+            for &suffix in mvq_kernels(ty) {
+                let kernel = format!("rf_mvq_{name}{suffix}");
+                assert!(
+                    QUANT_Q8.kernels.contains(&kernel.as_str()),
+                    "{kernel} is listed"
+                );
+                let rows = mvq_rows_per_block(suffix);
+                let body = match suffix.as_bytes().get(1) {
+                    None => format!("void {kernel}(RF_MVQ_PARAMS) {{ RF_MVQ_CALL({name}); }}"),
+                    Some(b'r') => {
+                        format!("void {kernel}(RF_MVQ_PARAMS) {{ rf_mvq<rf_q8dot_{name}, {rows}>(")
+                    }
+                    Some(_) => format!(
+                        "void {kernel}(RF_MVQ_PARAMS) {{ rf_mvqs<rf_q8dot_{name}, {}>(",
+                        rows / MVQ_WAVES as usize
+                    ),
+                };
+                assert!(src.contains(&body), "quant_q8.hip has {body}");
+            }
+            for rows in [1, 1024, 2048, 4096, 14336, 32768, 128256] {
+                assert!(mvq_kernels(ty).contains(&mvq_variant(ty, rows)));
+            }
+        }
+        // Every listed matvec kernel is in a table.
+        let listed = QUANT_Q8
+            .kernels
+            .iter()
+            .filter(|k| k.starts_with("rf_mvq_"))
+            .count();
+        let tabled: usize = Q8_MATVEC_TYPES.iter().map(|&t| mvq_kernels(t).len()).sum();
+        assert_eq!(listed, tabled);
+        for ty in GPU_WEIGHT_TYPES {
+            assert_eq!(matvec_reads_q8(ty), crate::cpu::q8_matvec_supported(ty));
+        }
+        assert_eq!(q8_activation_row_bytes(4096), 5120);
+        assert_eq!(q8_activation_bytes(2, 96), 256);
+    }
+
+    /// Row counts on both sides of every size class of [`mvq_variant`].
+    const MVQ_ROW_SWEEP: [usize; 12] = [
+        1, 7, 192, 576, 2048, 2049, 4096, 8191, 8192, 14336, 32767, 32768,
+    ];
+
+    #[test]
+    fn mvqx_tables_match_mvq_variant_and_the_kernel_source() {
+        let src = QUANT_Q8.source;
+        let template_arg = |name: &str, suffix: &str| -> String {
+            if let Some(n) = suffix.strip_prefix("_r") {
+                format!("RF_MVQ_D({n})")
+            } else if let Some(n) = suffix.strip_prefix("_s") {
+                format!("RF_MVQ_S({n})")
+            } else {
+                format!("RF_MVQ_D(RF_MVQ_ROWS_{name})")
+            }
+        };
+        let mut listed = 0;
+        for ty in Q8_MATVEC_TYPES {
+            let name = ty.name();
+            let table = mvqx_kernels(ty);
+            // Every variant mvq_variant picks has a kernel, and every kernel is picked.
+            for rows in MVQ_ROW_SWEEP.into_iter().chain([128_256, 1 << 20]) {
+                assert!(table.contains(&mvq_variant(ty, rows)), "{name} {rows} rows");
+            }
+            for suffix in table {
+                assert!(
+                    mvq_kernels(ty).contains(suffix),
+                    "{name}{suffix} is a variant"
+                );
+                assert!(
+                    MVQ_ROW_SWEEP.iter().any(|&r| mvq_variant(ty, r) == *suffix),
+                    "{name}{suffix} is chosen for some shape"
+                );
+                let kernel = format!("rf_mvqx_{name}{suffix}");
+                let body = format!(
+                    "void {kernel}(RF_MVQX_PARAMS) {{ rf_mvqx<rf_q8dot_{name}, {}>(RF_MVQX_ARGS); }}",
+                    template_arg(name, suffix)
+                );
+                assert!(src.contains(&body), "quant_q8.hip has {body}");
+                assert!(
+                    QUANT_Q8.kernels.contains(&kernel.as_str()),
+                    "{kernel} is listed"
+                );
+                listed += 1;
+            }
+            let mixed = format!("rf_mvqx_{name}{MVQX_MIXED}");
+            if table.len() > 1 {
+                let args: Vec<String> = table.iter().map(|s| template_arg(name, s)).collect();
+                let body = format!(
+                    "void {mixed}(RF_MVQX_PARAMS) {{ rf_mvqx<rf_q8dot_{name}, {}>(RF_MVQX_ARGS); }}",
+                    args.join(", ")
+                );
+                assert!(src.contains(&body), "quant_q8.hip has {body}");
+                assert!(
+                    QUANT_Q8.kernels.contains(&mixed.as_str()),
+                    "{mixed} is listed"
+                );
+                listed += 1;
+            } else {
+                assert!(!src.contains(&mixed));
+            }
+            // The codes agree with rf_mvqv (16 · family + rows) and the rows per block.
+            for suffix in mvq_kernels(ty) {
+                let code = mvq_code(suffix) as usize;
+                let rows = if code < 16 {
+                    code
+                } else {
+                    (code - 16) * MVQ_WAVES as usize
+                };
+                assert_eq!(rows, mvq_rows_per_block(suffix), "{name}{suffix}");
+                assert!(code < 32 && code % 16 > 0, "codes fit a byte and are not 0");
+            }
+        }
+        assert_eq!(
+            QUANT_Q8
+                .kernels
+                .iter()
+                .filter(|k| k.starts_with("rf_mvqx_"))
+                .count(),
+            listed,
+            "every listed rf_mvqx kernel is in a table"
+        );
+        assert!(src.contains("enum { CODE = 16 * FAMILY + ROWS };"));
+        assert_eq!(MVQX_RESIDUAL_BIT, 1 << 24);
+        assert!(src.contains("if ((codes >> 24) & 1u) res = residual;"));
+    }
+
+    #[test]
+    fn mvqx_choice_runs_one_variant_when_the_shapes_agree() {
+        let pick = |ty, rows: &[usize]| QuantOps::matvec_q8_multi_choice(ty, rows).unwrap();
+        // SmolLM2-135M: Q 576, K and V 192 rows; gate and up 1536.
+        assert_eq!(pick(GgmlType::Q8_0, &[576, 192, 192]), "q8_0_r1");
+        assert_eq!(pick(GgmlType::Q4_K, &[1536, 1536]), "q4_K_r1");
+        // Llama-3-8B: Q 4096 (staged), K and V 1024 (direct) for Q4_K.
+        assert_eq!(pick(GgmlType::Q4_K, &[4096, 1024, 1024]), "q4_K_mixed");
+        assert_eq!(pick(GgmlType::Q6_K, &[14336, 14336]), "q6_K_s1");
+        assert_eq!(pick(GgmlType::Q4_1, &[4096, 1024, 1024]), "q4_1");
+        assert_eq!(QuantOps::matvec_q8_multi_choice(GgmlType::F16, &[4]), None);
+        assert_eq!(QuantOps::matvec_q8_multi_choice(GgmlType::Q4_0, &[]), None);
+    }
+
+    #[test]
+    fn mvq_choice_follows_the_h100_measurements() {
+        let pick = |ty, rows| QuantOps::matvec_q8_choice(ty, rows).unwrap();
+        assert_eq!(pick(GgmlType::Q4_0, 1024), "q4_0_r1");
+        assert_eq!(pick(GgmlType::Q4_0, 14336), "q4_0");
+        assert_eq!(pick(GgmlType::Q8_0, 4096), "q8_0_r1");
+        assert_eq!(pick(GgmlType::Q8_0, 128256), "q8_0_s1");
+        assert_eq!(pick(GgmlType::Q4_K, 4096), "q4_K_s1");
+        assert_eq!(pick(GgmlType::Q6_K, 128256), "q6_K_s2");
+        assert_eq!(pick(GgmlType::Q5_0, 14336), "q5_0");
+        assert_eq!(pick(GgmlType::Q5_0, 4096), "q5_0_s1");
+        assert_eq!(QuantOps::matvec_q8_choice(GgmlType::F16, 4096), None);
+        assert_eq!(mvq_rows_per_block(""), 4);
+        assert_eq!(mvq_rows_per_block("_r1"), 1);
+        assert_eq!(mvq_rows_per_block("_s2"), 8);
     }
 
     #[test]

@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex};
 use half::f16;
 use rocmforge_kernels::cpu::{AttentionParams, KvCacheShape};
 use rocmforge_kernels::gpu::{
-    AttentionOps, ElementwiseOps, GpuKvElement, GpuWeights, KernelLoader, NormOps, QuantOps,
-    RopeConfig, RopeOps, DECODE_MAX_QUERIES, GPU_WEIGHT_TYPES,
+    matvec_reads_q8, q8_activation_bytes, q8_activation_row_bytes, AttentionOps, ElementwiseOps,
+    GpuKvElement, GpuWeights, KernelLoader, NormOps, QuantOps, RopeConfig, RopeOps,
+    DECODE_MAX_QUERIES, GPU_WEIGHT_TYPES,
 };
 use rocmforge_kernels::hip::{
     Device, DeviceBuffer, DeviceMemory, DeviceMemoryMut, DeviceSlice, DeviceSliceMut, GraphExec,
@@ -27,15 +28,39 @@ use rocmforge_kernels::hip::{
 };
 use rocmforge_kernels::quant::GgmlType;
 
-use super::{Backend, KvDtype, KvLayout, Recording, RopeSpec};
+use super::{Backend, KvDtype, KvLayout, LinearOutput, Recording, RopeSpec};
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
+
+/// How the HIP backend computes the products with quantized weights in decode steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum GpuArithmetic {
+    /// Activations quantized to 8 bits (per 32 values, an `f32` scale) before every matrix
+    /// × vector product with quantized weights, which then runs on integer dot products —
+    /// what llama.cpp's CUDA backend does, and up to twice as fast (see
+    /// `docs/benchmarks.md`). Changes results by the 8-bit rounding of the activations
+    /// (about 0.4% of a product). Products with f32/f16/bf16 weights and prefill (more than
+    /// [`Q8_MAX_TOKENS`] tokens) keep `f32` activations.
+    #[default]
+    Fast,
+    /// `f32` activations everywhere: the exact product of the dequantized weights (to
+    /// `f32` rounding), the reference the kernels are checked against.
+    Exact,
+}
+
+/// Most tokens of a [`Backend::linear`] call that take the 8-bit matrix × vector path
+/// (one launch per token) in [`GpuArithmetic::Fast`].
+pub const Q8_MAX_TOKENS: usize = 8;
 
 /// The HIP backend: one device, one stream, the kernels loaded for the device's arch.
 #[derive(Debug)]
 pub struct HipBackend {
     device: Device,
     stream: Stream,
+    arithmetic: GpuArithmetic,
+    /// Room for [`Q8_MAX_TOKENS`] rows of 8-bit activations of the widest matrix loaded
+    /// (grown while loading, never after: a recorded step keeps its address).
+    q8_scratch: Mutex<DeviceBuffer<u8>>,
     elementwise: ElementwiseOps,
     norm: NormOps,
     rope: RopeOps,
@@ -63,7 +88,10 @@ impl HipBackend {
     pub fn with_loader(loader: &KernelLoader) -> Result<Self> {
         let device = loader.device().clone();
         let stream = device.new_stream().map_err(gpu_error)?;
+        let q8_scratch = Mutex::new(DeviceBuffer::alloc(&stream, 0).map_err(gpu_error)?);
         Ok(HipBackend {
+            arithmetic: GpuArithmetic::default(),
+            q8_scratch,
             elementwise: ElementwiseOps::load(loader)?,
             norm: NormOps::load(loader)?,
             rope: RopeOps::load(loader)?,
@@ -72,6 +100,17 @@ impl HipBackend {
             device,
             stream,
         })
+    }
+
+    /// The same backend computing in `arithmetic` (set it before loading a model).
+    pub fn with_arithmetic(mut self, arithmetic: GpuArithmetic) -> Self {
+        self.arithmetic = arithmetic;
+        self
+    }
+
+    /// How decode steps compute products with quantized weights.
+    pub fn arithmetic(&self) -> GpuArithmetic {
+        self.arithmetic
     }
 
     /// The device.
@@ -137,6 +176,32 @@ fn gpu_error(e: rocmforge_kernels::hip::Error) -> ModelError {
 
 fn shape_error(op: &'static str, message: String) -> ModelError {
     ModelError::Compute(rocmforge_kernels::Error::Shape { op, message })
+}
+
+/// Checks `x` (`[n_tokens, cols]`), `out` (`[n_tokens, rows]`) and the bias (`rows`).
+fn check_linear_shapes(
+    w: &HipMatrix,
+    bias: Option<&DeviceBuffer<f32>>,
+    x: &DeviceBuffer<f32>,
+    n_tokens: usize,
+    out: &DeviceBuffer<f32>,
+) -> Result<()> {
+    let fits = |len: usize, width: usize| n_tokens.checked_mul(width) == Some(len);
+    if !fits(x.len(), w.cols) || !fits(out.len(), w.rows) || bias.is_some_and(|b| b.len() != w.rows)
+    {
+        return Err(shape_error(
+            "linear",
+            format!(
+                "W is {} × {}, {n_tokens} tokens: x has {}, out {}, bias {:?}",
+                w.rows,
+                w.cols,
+                x.len(),
+                out.len(),
+                bias.map(|b| b.len())
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A weight matrix on the device, in its ggml type.
@@ -249,6 +314,82 @@ fn row_range(rows: &Range<usize>, row_len: usize, len: usize, what: &str) -> Res
 }
 
 impl HipBackend {
+    /// Whether `linear` over `n_tokens` tokens with these weights takes the 8-bit path.
+    fn uses_q8(&self, ws: &[&HipMatrix], n_tokens: usize) -> bool {
+        self.arithmetic == GpuArithmetic::Fast
+            && (1..=Q8_MAX_TOKENS).contains(&n_tokens)
+            && ws
+                .iter()
+                .all(|w| matvec_reads_q8(w.ty) && w.cols == ws[0].cols)
+    }
+
+    /// Quantizes `x` (`n_tokens` rows of `cols`) into the scratch once, then computes each
+    /// output with the integer matrix × vector kernels, token by token, adding biases.
+    fn linear_q8(
+        &self,
+        x: &DeviceBuffer<f32>,
+        n_tokens: usize,
+        outs: &mut [LinearOutput<'_, Self>],
+    ) -> Result<()> {
+        let cols = outs[0].0.cols;
+        let row_bytes = q8_activation_row_bytes(cols);
+        let mut scratch = self.q8_scratch.lock().map_err(|_| {
+            ModelError::DeviceUnavailable("activation scratch lock poisoned".into())
+        })?;
+        let bytes = q8_activation_bytes(n_tokens, cols);
+        let mut xq = scratch.slice_mut(..bytes).map_err(gpu_error)?;
+        self.quant.quantize_activations(
+            &self.stream,
+            x.as_slice(),
+            n_tokens,
+            cols,
+            xq.slice_mut(..).map_err(gpu_error)?,
+        )?;
+        let xq = xq.as_slice();
+        for (w, bias, out) in outs.iter_mut() {
+            let weights = w.weights()?;
+            check_linear_shapes(w, *bias, x, n_tokens, out)?;
+            for t in 0..n_tokens {
+                let xt = xq
+                    .slice(t * row_bytes..(t + 1) * row_bytes)
+                    .map_err(gpu_error)?;
+                let yt = out
+                    .slice_mut(t * w.rows..(t + 1) * w.rows)
+                    .map_err(gpu_error)?;
+                self.quant.matvec_q8(&self.stream, &weights, xt, yt)?;
+            }
+            if let Some(b) = bias {
+                self.elementwise
+                    .add_bias_rows(&self.stream, out.as_slice_mut(), b.as_slice())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `out = W · x (+ bias)` with `f32` activations.
+    fn linear_f32(
+        &self,
+        w: &HipMatrix,
+        bias: Option<&DeviceBuffer<f32>>,
+        x: &DeviceBuffer<f32>,
+        n_tokens: usize,
+        out: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        check_linear_shapes(w, bias, x, n_tokens, out)?;
+        self.quant.matmul(
+            &self.stream,
+            &w.weights()?,
+            x.as_slice(),
+            n_tokens,
+            out.as_slice_mut(),
+        )?;
+        if let Some(b) = bias {
+            self.elementwise
+                .add_bias_rows(&self.stream, out.as_slice_mut(), b.as_slice())?;
+        }
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn kv_write_typed<T: GpuKvElement>(
         &self,
@@ -394,6 +535,15 @@ impl Backend for HipBackend {
             cols,
         };
         m.weights()?; // checks the byte size against the shape and type
+        if matvec_reads_q8(ty) {
+            let need = q8_activation_bytes(Q8_MAX_TOKENS, cols);
+            let mut scratch = self.q8_scratch.lock().map_err(|_| {
+                ModelError::DeviceUnavailable("activation scratch lock poisoned".into())
+            })?;
+            if scratch.len() < need {
+                *scratch = self.alloc_buffer(need, "the 8-bit activation scratch")?;
+            }
+        }
         Ok(m)
     }
 
@@ -516,22 +666,29 @@ impl Backend for HipBackend {
         n_tokens: usize,
         out: &mut DeviceBuffer<f32>,
     ) -> Result<()> {
-        self.quant.matmul(
-            &self.stream,
-            &w.weights()?,
-            x.as_slice(),
-            n_tokens,
-            out.as_slice_mut(),
-        )?;
-        if let Some(b) = bias {
-            if b.len() != w.rows {
-                return Err(shape_error(
-                    "linear",
-                    format!("bias of {} for {} output rows", b.len(), w.rows),
-                ));
-            }
-            self.elementwise
-                .add_bias_rows(&self.stream, out.as_slice_mut(), b.as_slice())?;
+        if self.uses_q8(&[w], n_tokens) {
+            self.linear_q8(x, n_tokens, &mut [(w, bias, out)])
+        } else {
+            self.linear_f32(w, bias, x, n_tokens, out)
+        }
+    }
+
+    fn linear_shared(
+        &self,
+        x: &DeviceBuffer<f32>,
+        n_tokens: usize,
+        outs: &mut [LinearOutput<'_, Self>],
+    ) -> Result<()> {
+        let ws: Vec<&HipMatrix> = outs.iter().map(|o| o.0).collect();
+        if !outs.is_empty() && self.uses_q8(&ws, n_tokens) {
+            let mut outs: Vec<_> = outs
+                .iter_mut()
+                .map(|(w, b, o)| (*w, *b, &mut **o))
+                .collect();
+            return self.linear_q8(x, n_tokens, &mut outs);
+        }
+        for (w, bias, out) in outs.iter_mut() {
+            self.linear(w, *bias, x, n_tokens, out)?;
         }
         Ok(())
     }

@@ -55,8 +55,10 @@
 //! [`GpuWeights`]: rocmforge_kernels::gpu::GpuWeights
 
 pub mod cpu;
+pub mod ggml_compat;
 pub mod hip;
 
+use std::any::Any;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -94,11 +96,14 @@ impl KvDtype {
 }
 
 /// The layout of one sequence's KV cache: `n_layers` pairs of K and V tensors, each
-/// `[n_ctx, n_kv_heads, head_dim]` (position-major) of `dtype`.
+/// `[n_ctx, n_kv_heads, head_dim]` (position-major) of `dtype`, serving `n_heads` query
+/// heads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KvLayout {
     /// Layers.
     pub n_layers: usize,
+    /// Query heads attending to it (a backend may size attention scratch by it).
+    pub n_heads: usize,
     /// Shape of each K (and V) tensor.
     pub shape: KvCacheShape,
     /// Element type.
@@ -132,6 +137,17 @@ pub struct RopeSpec {
     /// Linear position scale.
     pub freq_scale: f32,
 }
+
+/// One projection of [`Backend::linear_shared`]: weights, optional bias, output.
+pub type LinearOutput<'a, B> = (
+    &'a <B as Backend>::Matrix,
+    Option<&'a <B as Backend>::Vector>,
+    &'a mut <B as Backend>::Tensor,
+);
+
+/// A backend's recording of a step ([`Backend::run_recorded`]): on the HIP backend an
+/// executable graph. Opaque to the model, which only keeps it with the buffers it uses.
+pub type Recording = Box<dyn Any + Send>;
 
 /// The device a forward pass runs on: its memory and its operations. See the
 /// [module documentation](self) for the design and how each operation maps onto the CPU
@@ -213,6 +229,22 @@ pub trait Backend {
         out: &mut Self::Tensor,
     ) -> Result<()>;
 
+    /// Several projections of the same input: for each `(w, bias, out)` of `outs`,
+    /// `out[t] = w · x[t] (+ bias)`, as [`linear`](Self::linear) computes it. A backend may
+    /// prepare `x` once for all of them (the HIP backend quantizes it to 8 bits once for
+    /// the Q/K/V or gate/up projections of a decode step). The default calls `linear`.
+    fn linear_shared(
+        &self,
+        x: &Self::Tensor,
+        n_tokens: usize,
+        outs: &mut [LinearOutput<'_, Self>],
+    ) -> Result<()> {
+        for (w, bias, out) in outs.iter_mut() {
+            self.linear(w, *bias, x, n_tokens, out)?;
+        }
+        Ok(())
+    }
+
     /// Rotates `x` (`[n_tokens, n_heads, head_dim]`) in place, token `t` at the position
     /// `tokens` gives it, with optional frequency factors (`n_rot / 2` of them).
     fn rope(
@@ -225,12 +257,16 @@ pub trait Backend {
     ) -> Result<()>;
 
     /// Writes rows `rows` of `k` and `v` (`[n_tokens, n_kv_heads, head_dim]`) into layer
-    /// `layer` of `kv` at positions `pos0 .. pos0 + rows.len()`.
+    /// `layer` of `kv` at positions `pos0 .. pos0 + rows.len()`. `tokens` holds the same
+    /// positions on the device (`pos0` at row `rows.start`): a backend that records steps
+    /// reads the position from there, so that a recording serves every step.
+    #[allow(clippy::too_many_arguments)]
     fn kv_write(
         &self,
         kv: &mut Self::KvStorage,
         layer: usize,
         pos0: usize,
+        tokens: &Self::Tokens,
         k: &Self::Tensor,
         v: &Self::Tensor,
         rows: Range<usize>,
@@ -238,7 +274,8 @@ pub trait Backend {
 
     /// Causal attention of the query rows `rows` of `q` (`[n_tokens, n_heads, head_dim]`),
     /// at positions `pos0 ..`, against layer `layer` of `kv` (positions `0 .. pos0 +
-    /// rows.len()` written), into the same rows of `out`.
+    /// rows.len()` written), into the same rows of `out`. `tokens` holds the positions on
+    /// the device, as for [`kv_write`](Self::kv_write).
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
@@ -246,6 +283,7 @@ pub trait Backend {
         layer: usize,
         params: &AttentionParams,
         pos0: usize,
+        tokens: &Self::Tokens,
         q: &Self::Tensor,
         rows: Range<usize>,
         out: &mut Self::Tensor,
@@ -265,4 +303,41 @@ pub trait Backend {
         rows: &[usize],
         out: &mut Self::Tensor,
     ) -> Result<()>;
+
+    /// Overwrites the ids and positions of `tokens` (from [`upload_tokens`](Self::upload_tokens)
+    /// with as many ids) in place, where a recorded step reads them. The default makes new
+    /// ones.
+    fn write_tokens(
+        &self,
+        tokens: &mut Self::Tokens,
+        ids: &[u32],
+        positions: &[i32],
+    ) -> Result<()> {
+        *tokens = self.upload_tokens(ids, positions)?;
+        Ok(())
+    }
+
+    /// Runs `step`, a function that enqueues the operations of one step (a decode step of
+    /// one sequence) on this backend. A backend that can record (HIP: a graph) records what
+    /// `step` enqueues the first time — when `recording` is `None` — stores the recording
+    /// there, and on later calls replays it instead of calling `step`: one launch instead
+    /// of hundreds. So `step` must enqueue the same operations on the same buffers each
+    /// time, with everything that changes between calls in device memory (the token ids
+    /// and positions, updated with [`write_tokens`](Self::write_tokens)). The default
+    /// calls `step` every time and records nothing.
+    ///
+    /// # Safety
+    ///
+    /// A recording holds the device addresses of every buffer `step` touched: weights,
+    /// activations, token buffers, KV caches. The caller must keep all of them alive and
+    /// in place while `recording` holds the recording (drop it first), and pass it to no
+    /// other backend.
+    unsafe fn run_recorded(
+        &self,
+        recording: &mut Option<Recording>,
+        step: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
+        let _ = recording;
+        step()
+    }
 }
