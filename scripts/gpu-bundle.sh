@@ -8,8 +8,12 @@
 #   gpu-bundle/run.sh --memcheck     # the same under compute-sanitizer memcheck
 #   gpu-bundle/run.sh --racecheck    # ... racecheck
 #   gpu-bundle/run.sh --only gpu     # only binaries whose name starts with "gpu"
+#
+#   scripts/gpu-bundle.sh gpu-bundle --gpu-only   # only the binaries with GPU tests
+#                                                 # (gpu*, nvidia_adapter*): a smaller carry
 set -euo pipefail
-out=${1:?usage: scripts/gpu-bundle.sh OUTDIR}
+out=${1:?usage: scripts/gpu-bundle.sh OUTDIR [--gpu-only]}
+gpu_only=${2:-}
 cd "$(dirname "$0")/.."
 rm -rf "$out"
 mkdir -p "$out/bin"
@@ -31,6 +35,7 @@ for line in sys.stdin:
 ' | while read -r exe; do
     name=$(basename "$exe")
     if [[ "$name" =~ $skip ]]; then continue; fi
+    if [ "$gpu_only" = "--gpu-only" ] && ! [[ "$name" =~ ^(gpu|nvidia_adapter) ]]; then continue; fi
     # Crate name first: rocmforge_hip-<hash> -> rocmforge_hip, gpu-<hash> -> <crate>.gpu
     cp "$exe" "$out/bin/$name"
     strip "$out/bin/$name" 2>/dev/null || true
