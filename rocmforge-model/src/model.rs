@@ -566,10 +566,12 @@ impl<B: Backend> Model<B> {
 
         for (l, w) in self.layers.iter().enumerate() {
             // Attention.
-            b.rms_norm(x, &w.attn_norm, eps, n, h)?;
-            b.linear_shared(
-                h,
+            b.rms_norm_linear_shared(
+                x,
+                &w.attn_norm,
+                eps,
                 n,
+                h,
                 &mut [
                     (&w.wq, w.bq.as_ref(), &mut *q),
                     (&w.wk, w.bk.as_ref(), &mut *k),
@@ -583,20 +585,19 @@ impl<B: Backend> Model<B> {
                 b.kv_write(s.storage, l, s.pos0, tokens, k, v, s.rows.clone())?;
                 b.attention(s.storage, l, &attn, s.pos0, tokens, q, s.rows.clone(), att)?;
             }
-            b.linear(&w.wo, None, att, n, h)?;
-            b.add(x, h, x_next)?;
+            b.linear_residual(&w.wo, att, n, x, h, x_next)?;
             std::mem::swap(x, x_next);
 
             // Feed-forward (SwiGLU).
-            b.rms_norm(x, &w.ffn_norm, eps, n, h)?;
-            b.linear_shared(
-                h,
+            b.rms_norm_linear_shared(
+                x,
+                &w.ffn_norm,
+                eps,
                 n,
+                h,
                 &mut [(&w.w_gate, None, &mut *gate), (&w.w_up, None, &mut *up)],
             )?;
-            b.swiglu(gate, up, ffn)?;
-            b.linear(&w.w_down, None, ffn, n, h)?;
-            b.add(x, h, x_next)?;
+            b.swiglu_linear_residual(gate, up, ffn, &w.w_down, n, x, h, x_next)?;
             std::mem::swap(x, x_next);
         }
         // An even number of swaps per layer: `x` is again the buffer it was at the start,

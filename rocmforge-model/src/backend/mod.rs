@@ -304,6 +304,60 @@ pub trait Backend {
         out: &mut Self::Tensor,
     ) -> Result<()>;
 
+    // ---- fused operations ---------------------------------------------------------
+    // Each has a default made of the operations above, and exists so that a backend can
+    // do it in fewer steps (the HIP backend: fewer kernel launches per decode step).
+
+    /// `h = rms_norm(x) · weight`, then the projections `outs` of `h`
+    /// ([`linear_shared`](Self::linear_shared)). `h` may be left unwritten by a backend
+    /// that feeds the projections directly.
+    #[allow(clippy::too_many_arguments)]
+    fn rms_norm_linear_shared(
+        &self,
+        x: &Self::Tensor,
+        weight: &Self::Vector,
+        eps: f32,
+        n_tokens: usize,
+        h: &mut Self::Tensor,
+        outs: &mut [LinearOutput<'_, Self>],
+    ) -> Result<()> {
+        self.rms_norm(x, weight, eps, n_tokens, h)?;
+        self.linear_shared(h, n_tokens, outs)
+    }
+
+    /// `out = residual + w · x`, using `scratch` (`[n_tokens, w.rows]`) as needed.
+    fn linear_residual(
+        &self,
+        w: &Self::Matrix,
+        x: &Self::Tensor,
+        n_tokens: usize,
+        residual: &Self::Tensor,
+        scratch: &mut Self::Tensor,
+        out: &mut Self::Tensor,
+    ) -> Result<()> {
+        self.linear(w, None, x, n_tokens, scratch)?;
+        self.add(residual, scratch, out)
+    }
+
+    /// `out = residual + w · (silu(gate) · up)`: the FFN's down projection with its
+    /// residual. `ffn` holds `silu(gate) · up` (may be left unwritten), `scratch` the
+    /// product before the residual, as needed.
+    #[allow(clippy::too_many_arguments)]
+    fn swiglu_linear_residual(
+        &self,
+        gate: &Self::Tensor,
+        up: &Self::Tensor,
+        ffn: &mut Self::Tensor,
+        w: &Self::Matrix,
+        n_tokens: usize,
+        residual: &Self::Tensor,
+        scratch: &mut Self::Tensor,
+        out: &mut Self::Tensor,
+    ) -> Result<()> {
+        self.swiglu(gate, up, ffn)?;
+        self.linear_residual(w, ffn, n_tokens, residual, scratch, out)
+    }
+
     /// Overwrites the ids and positions of `tokens` (from [`upload_tokens`](Self::upload_tokens)
     /// with as many ids) in place, where a recorded step reads them. The default makes new
     /// ones.
