@@ -312,9 +312,40 @@ pub const ATTENTION: KernelSource = KernelSource {
     ],
 };
 
+/// llama.cpp's CPU arithmetic on the GPU (the HIP backend's `GgmlCompatible` mode):
+/// 8-bit activations with llama.cpp's rounding (and their round trip to `f32`), products
+/// with its AVX2 dot products (Q4_1, Q5_1, Q8_0), f16 rounding, SwiGLU with `ggml_v_expf`, RoPE with FMAs, RMSNorm with an `f64` sum, and
+/// flash attention with f16 accumulation (see [`crate::gpu::GgmlCompatOps`]).
+pub const GGML_COMPAT: KernelSource = KernelSource {
+    name: "ggml_compat.hip",
+    source: include_str!("../kernels/ggml_compat.hip"),
+    includes: &[],
+    kernels: &[
+        "rf_ggml_quantize_q8",
+        "rf_ggml_q8_roundtrip",
+        "rf_ggml_round_f16",
+        "rf_ggml_matvec_q4_1",
+        "rf_ggml_matvec_q5_1",
+        "rf_ggml_matvec_q8_0",
+        "rf_ggml_swiglu",
+        "rf_ggml_rope",
+        "rf_ggml_rms_norm",
+        "rf_ggml_attn_f32",
+        "rf_ggml_attn_f16",
+    ],
+};
+
 /// Every source of the library.
-pub const ALL_SOURCES: &[KernelSource] =
-    &[ELEMENTWISE, NORM, ROPE, QUANT, QUANT_Q8, GEMM, ATTENTION];
+pub const ALL_SOURCES: &[KernelSource] = &[
+    ELEMENTWISE,
+    NORM,
+    ROPE,
+    QUANT,
+    QUANT_Q8,
+    GEMM,
+    ATTENTION,
+    GGML_COMPAT,
+];
 
 #[cfg(test)]
 mod tests {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use rocmforge_kernels::cpu::{AttentionParams, KvCacheShape};
 
 use crate::activations::{Activations, SequenceRows};
-use crate::backend::{Backend, KvLayout, RopeSpec};
+use crate::backend::{Backend, KvLayout, KvStore, RopeSpec};
 use crate::config::{LayerTensorNames, ModelConfig, OUTPUT, OUTPUT_NORM, ROPE_FREQS, TOKEN_EMBD};
 use crate::decode_step::DecodeStep;
 use crate::error::{ModelError, Result};
@@ -578,11 +578,25 @@ impl<B: Backend> Model<B> {
                     (&w.wv, w.bv.as_ref(), &mut *v),
                 ],
             )?;
-            b.rope(q, tokens, c.n_heads, &rope, freq_factors)?;
-            b.rope(k, tokens, c.n_kv_heads, &rope, freq_factors)?;
+            let mut stores: Vec<KvStore<'_, B>> = seqs
+                .iter_mut()
+                .map(|s| (&mut *s.storage, s.pos0, s.rows.clone()))
+                .collect();
+            b.rope_and_store(
+                q,
+                k,
+                v,
+                tokens,
+                c.n_heads,
+                c.n_kv_heads,
+                &rope,
+                freq_factors,
+                l,
+                &mut stores,
+            )?;
+            drop(stores);
             for s in seqs.iter_mut() {
                 let attn = AttentionParams::new(c.n_heads, s.shape);
-                b.kv_write(s.storage, l, s.pos0, tokens, k, v, s.rows.clone())?;
                 b.attention(s.storage, l, &attn, s.pos0, tokens, q, s.rows.clone(), att)?;
             }
             b.linear_residual(&w.wo, att, n, x, h, x_next)?;

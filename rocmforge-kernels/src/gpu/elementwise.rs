@@ -50,7 +50,8 @@ impl ElementwiseOps {
         let module = loader.module(&ELEMENTWISE)?;
         // SAFETY (every into_typed below): the signatures match elementwise.hip, where each
         // kernel reads and writes only indices < n (grid-stride loops bounded by n), and
-        // the launchers pass n = the common length of all operands.
+        // the launchers pass n = the common length of all operands — except the output of
+        // rf_swiglu_q8_f32, quantized rows of bytes, bounded as its line says.
         unsafe {
             Ok(Self {
                 add: module.function("rf_add_f32")?.into_typed(),

@@ -7,6 +7,7 @@
 
 mod attention;
 mod elementwise;
+mod ggml_compat;
 mod kernel_loader;
 mod norm;
 mod quant_ops;
@@ -14,6 +15,7 @@ mod rope;
 
 pub use attention::{AttentionOps, GpuKvElement, DECODE_MAX_QUERIES, MAX_HEAD_DIM};
 pub use elementwise::ElementwiseOps;
+pub use ggml_compat::{GgmlCompatOps, GgmlQ8Kind, GGML_ATTN_MAX_HEAD_DIM, GGML_ATTN_TILE_Q};
 pub use kernel_loader::KernelLoader;
 pub use norm::NormOps;
 pub use quant_ops::{

@@ -134,11 +134,19 @@ impl NormOps {
                 format!("row length {n}: 8-bit activations need a multiple of 32"),
             ));
         }
-        let mut lens = vec![("x", x.len(), usize::MAX), ("weight", weight.len(), n)];
-        if let Some(o) = &out_f32 {
-            lens.push(("out_f32", o.len(), usize::MAX));
-        }
-        let cfg = rows_config(OP, rows, n, &lens)?;
+        // Without an f32 output, x's length stands in for it (checked against rows × n
+        // all the same).
+        let out_len = out_f32.as_ref().map_or(x.len(), |o| o.len());
+        let cfg = rows_config(
+            OP,
+            rows,
+            n,
+            &[
+                ("x", x.len(), usize::MAX),
+                ("out_f32", out_len, usize::MAX),
+                ("weight", weight.len(), n),
+            ],
+        )?;
         // (q8_activation_bytes saturates at usize::MAX, which no buffer matches.)
         let q8_len = q8_activation_bytes(rows, n);
         if out_q8.len() != q8_len {

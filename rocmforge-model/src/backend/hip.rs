@@ -20,15 +20,16 @@ use rocmforge_kernels::cpu::{AttentionParams, KvCacheShape};
 use rocmforge_kernels::gpu::{
     matvec_reads_q8, q8_activation_bytes, q8_activation_row_bytes, AttentionOps, ElementwiseOps,
     GpuKvElement, GpuWeights, KernelLoader, NormOps, QuantOps, RopeConfig, RopeOps,
-    DECODE_MAX_QUERIES, GPU_WEIGHT_TYPES,
+    DECODE_MAX_QUERIES, GPU_WEIGHT_TYPES, MATVEC_Q8_MULTI_MAX,
 };
+use rocmforge_kernels::gpu::{GgmlCompatOps, GgmlQ8Kind};
 use rocmforge_kernels::hip::{
     Device, DeviceBuffer, DeviceMemory, DeviceMemoryMut, DeviceSlice, DeviceSliceMut, GraphExec,
     Stream,
 };
 use rocmforge_kernels::quant::GgmlType;
 
-use super::{Backend, KvDtype, KvLayout, LinearOutput, Recording, RopeSpec};
+use super::{Backend, KvDtype, KvLayout, KvStore, LinearOutput, Recording, RopeSpec};
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
 
@@ -46,6 +47,19 @@ pub enum GpuArithmetic {
     /// `f32` activations everywhere: the exact product of the dequantized weights (to
     /// `f32` rounding), the reference the kernels are checked against.
     Exact,
+    /// llama.cpp's CPU arithmetic (its x86 AVX2 build), as the CPU backend's
+    /// [`CpuArithmetic::GgmlCompatible`](super::cpu::CpuArithmetic::GgmlCompatible)
+    /// computes it (`rocmforge_kernels::gpu::GgmlCompatOps`): activations quantized to
+    /// Q8_1 / Q8_0 with llama.cpp's rounding and products with its dot products, lane
+    /// for lane, for Q4_1 / Q5_1 / Q8_0 weights (every batch size); f16 activations for
+    /// F16 weights; flash attention with an f16 query and f16 accumulation of V (its
+    /// one-row, split-KV and tiled paths); `ggml_v_expf` in the SwiGLU; RoPE with fused
+    /// multiply-adds; RMSNorm with an `f64` sum. Products with other weight types stay
+    /// exact, as on the CPU. For getting llama.cpp's logits and greedy tokens on the GPU:
+    /// a correctness mode, much slower than [`Fast`](Self::Fast) (attention walks the cache
+    /// one position at a time, decode steps are not recorded into graphs), and its kernels
+    /// are compiled at first use.
+    GgmlCompatible,
 }
 
 /// Most tokens of a [`Backend::linear`] call that take the 8-bit matrix × vector path
@@ -66,6 +80,11 @@ pub struct HipBackend {
     rope: RopeOps,
     quant: QuantOps,
     attention: AttentionOps,
+    /// The kernels of [`GpuArithmetic::GgmlCompatible`], loaded at first use.
+    ggml: std::sync::OnceLock<GgmlCompatOps>,
+    /// The llama.cpp thread count [`GpuArithmetic::GgmlCompatible`] matches (its split-KV
+    /// attention path depends on it).
+    llama_threads: usize,
 }
 
 impl HipBackend {
@@ -97,6 +116,8 @@ impl HipBackend {
             rope: RopeOps::load(loader)?,
             quant: QuantOps::load(loader)?,
             attention: AttentionOps::load(loader)?,
+            ggml: std::sync::OnceLock::new(),
+            llama_threads: super::cpu::DEFAULT_LLAMA_THREADS,
             device,
             stream,
         })
@@ -111,6 +132,29 @@ impl HipBackend {
     /// How decode steps compute products with quantized weights.
     pub fn arithmetic(&self) -> GpuArithmetic {
         self.arithmetic
+    }
+
+    /// The same backend matching a llama.cpp run with `threads` threads (at least 1;
+    /// default [`DEFAULT_LLAMA_THREADS`](super::cpu::DEFAULT_LLAMA_THREADS)): only
+    /// [`GpuArithmetic::GgmlCompatible`]'s attention of a single token against more than
+    /// 256 cached positions depends on it.
+    pub fn with_llama_threads(mut self, threads: usize) -> Self {
+        self.llama_threads = threads.max(1);
+        self
+    }
+
+    /// The kernels of [`GpuArithmetic::GgmlCompatible`], compiled and loaded at the first
+    /// call (so that the other modes never depend on them).
+    fn ggml_ops(&self) -> Result<&GgmlCompatOps> {
+        if let Some(ops) = self.ggml.get() {
+            return Ok(ops);
+        }
+        let ops = GgmlCompatOps::load(&KernelLoader::new(&self.device))?;
+        Ok(self.ggml.get_or_init(|| ops))
+    }
+
+    fn ggml(&self) -> bool {
+        self.arithmetic == GpuArithmetic::GgmlCompatible
     }
 
     /// The device.
@@ -323,6 +367,92 @@ impl HipBackend {
                 .all(|w| matvec_reads_q8(w.ty) && w.cols == ws[0].cols)
     }
 
+    fn lock_q8_scratch(&self) -> Result<std::sync::MutexGuard<'_, DeviceBuffer<u8>>> {
+        self.q8_scratch
+            .lock()
+            .map_err(|_| ModelError::DeviceUnavailable("activation scratch lock poisoned".into()))
+    }
+
+    /// The products `outs` of already quantized activations `xq` (`n_tokens` rows): the
+    /// matrices of one type in one launch per token (`matvec_q8_multi`), then biases.
+    fn products_q8(
+        &self,
+        xq: DeviceSlice<'_, u8>,
+        n_tokens: usize,
+        outs: &mut [LinearOutput<'_, Self>],
+    ) -> Result<()> {
+        let row_bytes = q8_activation_row_bytes(outs[0].0.cols);
+        let same_type = outs.iter().all(|o| o.0.ty == outs[0].0.ty);
+        let weights = outs
+            .iter()
+            .map(|o| o.0.weights())
+            .collect::<Result<Vec<_>>>()?;
+        for t in 0..n_tokens {
+            let xt = xq
+                .slice(t * row_bytes..(t + 1) * row_bytes)
+                .map_err(gpu_error)?;
+            if same_type && outs.len() <= MATVEC_Q8_MULTI_MAX {
+                let refs: Vec<&GpuWeights<'_>> = weights.iter().collect();
+                let mut ys = outs
+                    .iter_mut()
+                    .map(|(w, _, out)| out.slice_mut(t * w.rows..(t + 1) * w.rows))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(gpu_error)?;
+                self.quant
+                    .matvec_q8_multi(&self.stream, &refs, xt, &mut ys)?;
+            } else {
+                for ((w, _, out), weights) in outs.iter_mut().zip(&weights) {
+                    let yt = out
+                        .slice_mut(t * w.rows..(t + 1) * w.rows)
+                        .map_err(gpu_error)?;
+                    self.quant.matvec_q8(&self.stream, weights, xt, yt)?;
+                }
+            }
+        }
+        for (_, bias, out) in outs.iter_mut() {
+            if let Some(b) = bias {
+                self.elementwise
+                    .add_bias_rows(&self.stream, out.as_slice_mut(), b.as_slice())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `out[t] = residual[t] + w · xq[t]` over quantized activations (one launch per token).
+    fn product_residual_q8(
+        &self,
+        w: &HipMatrix,
+        xq: DeviceSlice<'_, u8>,
+        n_tokens: usize,
+        residual: &DeviceBuffer<f32>,
+        out: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        let row_bytes = q8_activation_row_bytes(w.cols);
+        let weights = w.weights()?;
+        if residual.len() != n_tokens * w.rows || out.len() != n_tokens * w.rows {
+            return Err(shape_error(
+                "linear_residual",
+                format!(
+                    "{n_tokens} tokens of {} outputs: residual has {}, out {}",
+                    w.rows,
+                    residual.len(),
+                    out.len()
+                ),
+            ));
+        }
+        for t in 0..n_tokens {
+            let rows = t * w.rows..(t + 1) * w.rows;
+            let xt = xq
+                .slice(t * row_bytes..(t + 1) * row_bytes)
+                .map_err(gpu_error)?;
+            let rt = residual.slice(rows.clone()).map_err(gpu_error)?;
+            let yt = out.slice_mut(rows).map_err(gpu_error)?;
+            self.quant
+                .matvec_q8_add(&self.stream, &weights, xt, rt, yt)?;
+        }
+        Ok(())
+    }
+
     /// Quantizes `x` (`n_tokens` rows of `cols`) into the scratch once, then computes each
     /// output with the integer matrix × vector kernels, token by token, adding biases.
     fn linear_q8(
@@ -331,13 +461,14 @@ impl HipBackend {
         n_tokens: usize,
         outs: &mut [LinearOutput<'_, Self>],
     ) -> Result<()> {
+        for (w, bias, out) in outs.iter() {
+            check_linear_shapes(w, *bias, x, n_tokens, out)?;
+        }
         let cols = outs[0].0.cols;
-        let row_bytes = q8_activation_row_bytes(cols);
-        let mut scratch = self.q8_scratch.lock().map_err(|_| {
-            ModelError::DeviceUnavailable("activation scratch lock poisoned".into())
-        })?;
-        let bytes = q8_activation_bytes(n_tokens, cols);
-        let mut xq = scratch.slice_mut(..bytes).map_err(gpu_error)?;
+        let mut scratch = self.lock_q8_scratch()?;
+        let mut xq = scratch
+            .slice_mut(..q8_activation_bytes(n_tokens, cols))
+            .map_err(gpu_error)?;
         self.quant.quantize_activations(
             &self.stream,
             x.as_slice(),
@@ -345,25 +476,7 @@ impl HipBackend {
             cols,
             xq.slice_mut(..).map_err(gpu_error)?,
         )?;
-        let xq = xq.as_slice();
-        for (w, bias, out) in outs.iter_mut() {
-            let weights = w.weights()?;
-            check_linear_shapes(w, *bias, x, n_tokens, out)?;
-            for t in 0..n_tokens {
-                let xt = xq
-                    .slice(t * row_bytes..(t + 1) * row_bytes)
-                    .map_err(gpu_error)?;
-                let yt = out
-                    .slice_mut(t * w.rows..(t + 1) * w.rows)
-                    .map_err(gpu_error)?;
-                self.quant.matvec_q8(&self.stream, &weights, xt, yt)?;
-            }
-            if let Some(b) = bias {
-                self.elementwise
-                    .add_bias_rows(&self.stream, out.as_slice_mut(), b.as_slice())?;
-            }
-        }
-        Ok(())
+        self.products_q8(xq.as_slice(), n_tokens, outs)
     }
 
     /// `out = W · x (+ bias)` with `f32` activations.
@@ -386,6 +499,107 @@ impl HipBackend {
         if let Some(b) = bias {
             self.elementwise
                 .add_bias_rows(&self.stream, out.as_slice_mut(), b.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// `out = W · x (+ bias)` in [`GpuArithmetic::GgmlCompatible`]: for Q4_1 / Q5_1 /
+    /// Q8_0 weights the activations quantized as llama.cpp does and the products with its
+    /// dot products (any number of tokens); for F16 weights the activations rounded to
+    /// f16 first; other types as [`linear_f32`](Self::linear_f32).
+    fn linear_ggml(
+        &self,
+        w: &HipMatrix,
+        bias: Option<&DeviceBuffer<f32>>,
+        x: &DeviceBuffer<f32>,
+        n_tokens: usize,
+        out: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        check_linear_shapes(w, bias, x, n_tokens, out)?;
+        let ops = self.ggml_ops()?;
+        let Some(kind) = GgmlQ8Kind::of(w.ty) else {
+            if w.ty != GgmlType::F16 {
+                return self.linear_f32(w, bias, x, n_tokens, out);
+            }
+            let mut rounded = self.alloc_buffer::<f32>(x.len(), "f16-rounded activations")?;
+            ops.round_f16(&self.stream, x.as_slice(), rounded.as_slice_mut())?;
+            return self.linear_f32(w, bias, &rounded, n_tokens, out);
+        };
+        let bytes = q8_activation_bytes(n_tokens, w.cols);
+        let (rows, cols) = (w.rows, w.cols);
+        if n_tokens <= Q8_MAX_TOKENS {
+            // The scratch holds Q8_MAX_TOKENS rows for every matrix of these types.
+            let mut scratch = self.q8_scratch.lock().map_err(|_| {
+                ModelError::DeviceUnavailable("activation scratch lock poisoned".into())
+            })?;
+            let mut xq = scratch.slice_mut(..bytes).map_err(gpu_error)?;
+            let xq_out = xq.slice_mut(..).map_err(gpu_error)?;
+            ops.quantize_activations(&self.stream, x.as_slice(), n_tokens, cols, kind, xq_out)?;
+            let (wd, y) = (w.data.as_slice(), out.as_slice_mut());
+            ops.matvec(
+                &self.stream,
+                w.ty,
+                wd,
+                rows,
+                cols,
+                xq.as_slice(),
+                n_tokens,
+                y,
+            )?;
+        } else {
+            let mut xq = self.alloc_buffer::<u8>(bytes, "8-bit activations")?;
+            ops.quantize_activations(
+                &self.stream,
+                x.as_slice(),
+                n_tokens,
+                cols,
+                kind,
+                xq.as_slice_mut(),
+            )?;
+            let (wd, y) = (w.data.as_slice(), out.as_slice_mut());
+            ops.matvec(
+                &self.stream,
+                w.ty,
+                wd,
+                rows,
+                cols,
+                xq.as_slice(),
+                n_tokens,
+                y,
+            )?;
+        }
+        if let Some(b) = bias {
+            self.elementwise
+                .add_bias_rows(&self.stream, out.as_slice_mut(), b.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Attention in [`GpuArithmetic::GgmlCompatible`]: llama.cpp's CPU flash attention.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_ggml(
+        &self,
+        kv: &HipKvStorage,
+        layer: usize,
+        params: &AttentionParams,
+        positions: DeviceSlice<'_, i32>,
+        q: DeviceSlice<'_, f32>,
+        n_q: usize,
+        out: DeviceSliceMut<'_, f32>,
+    ) -> Result<()> {
+        let ops = self.ggml_ops()?;
+        let threads = self.llama_threads;
+        match &kv.layers {
+            HipKvLayersOf::F32(l) => {
+                let (k, v) = layer_of(l, layer)?;
+                let (k, v) = (k.as_slice(), v.as_slice());
+                ops.attention_f32(&self.stream, params, q, n_q, positions, k, v, out, threads)?;
+            }
+            HipKvLayersOf::F16(l) => {
+                let (k, v) = layer_of(l, layer)?;
+                let (k, v) = (k.as_slice(), v.as_slice());
+                ops.attention_f16(&self.stream, params, q, n_q, positions, k, v, out, threads)?;
+            }
         }
         Ok(())
     }
@@ -646,6 +860,12 @@ impl Backend for HipBackend {
         rows: usize,
         out: &mut DeviceBuffer<f32>,
     ) -> Result<()> {
+        if self.ggml() {
+            let (x, wv, o) = (x.as_slice(), weight.as_slice(), out.as_slice_mut());
+            self.ggml_ops()?
+                .rms_norm(&self.stream, x, wv, o, rows, eps)?;
+            return Ok(());
+        }
         self.norm.rms_norm(
             &self.stream,
             x.as_slice(),
@@ -666,6 +886,9 @@ impl Backend for HipBackend {
         n_tokens: usize,
         out: &mut DeviceBuffer<f32>,
     ) -> Result<()> {
+        if self.ggml() {
+            return self.linear_ggml(w, bias, x, n_tokens, out);
+        }
         if self.uses_q8(&[w], n_tokens) {
             self.linear_q8(x, n_tokens, &mut [(w, bias, out)])
         } else {
@@ -693,6 +916,172 @@ impl Backend for HipBackend {
         Ok(())
     }
 
+    fn rope_and_store(
+        &self,
+        q: &mut DeviceBuffer<f32>,
+        k: &mut DeviceBuffer<f32>,
+        v: &DeviceBuffer<f32>,
+        tokens: &HipTokens,
+        n_heads: usize,
+        n_kv_heads: usize,
+        spec: &RopeSpec,
+        freq_factors: Option<&DeviceBuffer<f32>>,
+        layer: usize,
+        stores: &mut [KvStore<'_, Self>],
+    ) -> Result<()> {
+        let n_tokens = tokens.positions.len();
+        let whole_batch = matches!(stores, [(_, _, rows)] if *rows == (0..n_tokens));
+        if !whole_batch {
+            // Several sequences (or part of the batch): rotate all rows, then write each
+            // sequence's rows into its cache.
+            self.rope(q, tokens, n_heads, spec, freq_factors)?;
+            self.rope(k, tokens, n_kv_heads, spec, freq_factors)?;
+            for (cache, pos0, rows) in stores.iter_mut() {
+                self.kv_write(cache, layer, *pos0, tokens, k, v, rows.clone())?;
+            }
+            return Ok(());
+        }
+        // One sequence: rotate q, and write rotated k and v into the cache, in one launch.
+        let (cache, _, _) = &mut stores[0];
+        let shape = cache.shape;
+        let cfg = RopeConfig {
+            n_heads,
+            head_dim: spec.head_dim,
+            n_rot: spec.n_rot,
+            mode: spec.mode,
+            freq_base: spec.freq_base,
+            freq_scale: spec.freq_scale,
+        };
+        let n_layers = match &cache.layers {
+            HipKvLayersOf::F32(l) => l.k.len(),
+            HipKvLayersOf::F16(l) => l.k.len(),
+        };
+        let mismatch = || ModelError::CacheMismatch(format!("layer {layer} of {n_layers}"));
+        macro_rules! fused {
+            ($layers:expr) => {{
+                let (kc, vc) = match ($layers.k.get_mut(layer), $layers.v.get_mut(layer)) {
+                    (Some(kc), Some(vc)) => (kc, vc),
+                    _ => return Err(mismatch()),
+                };
+                self.rope.rope_qk_kv_write_at(
+                    &self.stream,
+                    q.as_slice_mut(),
+                    k.as_slice(),
+                    v.as_slice(),
+                    tokens.positions.as_slice(),
+                    freq_factors.map(|f| f.as_slice()),
+                    &cfg,
+                    n_kv_heads,
+                    kc.as_slice_mut(),
+                    vc.as_slice_mut(),
+                    shape,
+                    n_tokens,
+                )?
+            }};
+        }
+        match &mut cache.layers {
+            HipKvLayersOf::F32(l) => fused!(l),
+            HipKvLayersOf::F16(l) => fused!(l),
+        }
+        Ok(())
+    }
+
+    fn rms_norm_linear_shared(
+        &self,
+        x: &DeviceBuffer<f32>,
+        weight: &DeviceBuffer<f32>,
+        eps: f32,
+        n_tokens: usize,
+        h: &mut DeviceBuffer<f32>,
+        outs: &mut [LinearOutput<'_, Self>],
+    ) -> Result<()> {
+        let ws: Vec<&HipMatrix> = outs.iter().map(|o| o.0).collect();
+        if outs.is_empty() || !self.uses_q8(&ws, n_tokens) {
+            self.rms_norm(x, weight, eps, n_tokens, h)?;
+            return self.linear_shared(h, n_tokens, outs);
+        }
+        // The norm writes its 8-bit quantization directly (h stays unwritten).
+        for (w, bias, out) in outs.iter() {
+            check_linear_shapes(w, *bias, x, n_tokens, out)?;
+        }
+        let cols = ws[0].cols;
+        let mut scratch = self.lock_q8_scratch()?;
+        let mut xq = scratch
+            .slice_mut(..q8_activation_bytes(n_tokens, cols))
+            .map_err(gpu_error)?;
+        self.norm.rms_norm_q8(
+            &self.stream,
+            x.as_slice(),
+            weight.as_slice(),
+            n_tokens,
+            cols,
+            eps,
+            None,
+            xq.slice_mut(..).map_err(gpu_error)?,
+        )?;
+        self.products_q8(xq.as_slice(), n_tokens, outs)
+    }
+
+    fn linear_residual(
+        &self,
+        w: &HipMatrix,
+        x: &DeviceBuffer<f32>,
+        n_tokens: usize,
+        residual: &DeviceBuffer<f32>,
+        scratch: &mut DeviceBuffer<f32>,
+        out: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        if !self.uses_q8(&[w], n_tokens) {
+            self.linear(w, None, x, n_tokens, scratch)?;
+            return self.add(residual, scratch, out);
+        }
+        check_linear_shapes(w, None, x, n_tokens, out)?;
+        let mut q8 = self.lock_q8_scratch()?;
+        let mut xq = q8
+            .slice_mut(..q8_activation_bytes(n_tokens, w.cols))
+            .map_err(gpu_error)?;
+        self.quant.quantize_activations(
+            &self.stream,
+            x.as_slice(),
+            n_tokens,
+            w.cols,
+            xq.slice_mut(..).map_err(gpu_error)?,
+        )?;
+        self.product_residual_q8(w, xq.as_slice(), n_tokens, residual, out)
+    }
+
+    fn swiglu_linear_residual(
+        &self,
+        gate: &DeviceBuffer<f32>,
+        up: &DeviceBuffer<f32>,
+        ffn: &mut DeviceBuffer<f32>,
+        w: &HipMatrix,
+        n_tokens: usize,
+        residual: &DeviceBuffer<f32>,
+        scratch: &mut DeviceBuffer<f32>,
+        out: &mut DeviceBuffer<f32>,
+    ) -> Result<()> {
+        if !self.uses_q8(&[w], n_tokens) {
+            self.swiglu(gate, up, ffn)?;
+            return self.linear_residual(w, ffn, n_tokens, residual, scratch, out);
+        }
+        // SwiGLU writes its 8-bit quantization directly (ffn stays unwritten).
+        check_linear_shapes(w, None, gate, n_tokens, out)?;
+        let mut q8 = self.lock_q8_scratch()?;
+        let mut xq = q8
+            .slice_mut(..q8_activation_bytes(n_tokens, w.cols))
+            .map_err(gpu_error)?;
+        self.elementwise.swiglu_q8(
+            &self.stream,
+            gate.as_slice(),
+            up.as_slice(),
+            n_tokens,
+            w.cols,
+            xq.slice_mut(..).map_err(gpu_error)?,
+        )?;
+        self.product_residual_q8(w, xq.as_slice(), n_tokens, residual, out)
+    }
+
     fn rope(
         &self,
         x: &mut DeviceBuffer<f32>,
@@ -709,6 +1098,24 @@ impl Backend for HipBackend {
             freq_base: spec.freq_base,
             freq_scale: spec.freq_scale,
         };
+        if self.ggml() {
+            // The angles are computed on the host (as the CPU does, with the C library's
+            // cosf / sinf): read the positions and factors back (this mode is not
+            // recorded, see `run_recorded`).
+            let positions = tokens.positions.to_vec().map_err(gpu_error)?;
+            let factors = match freq_factors {
+                Some(f) => Some(f.to_vec().map_err(gpu_error)?),
+                None => None,
+            };
+            self.ggml_ops()?.rope_inplace(
+                &self.stream,
+                x.as_slice_mut(),
+                &positions,
+                factors.as_deref(),
+                &cfg,
+            )?;
+            return Ok(());
+        }
         self.rope.rope_inplace(
             &self.stream,
             x.as_slice_mut(),
@@ -773,6 +1180,9 @@ impl Backend for HipBackend {
         let os = out.slice_mut(or).map_err(gpu_error)?;
         let ps = tokens.positions.slice(pr).map_err(gpu_error)?;
         let n_q = rows.len();
+        if self.ggml() {
+            return self.attention_ggml(kv, layer, params, ps, qs, n_q, os);
+        }
         let scratch = &kv.scratch;
         match &kv.layers {
             HipKvLayersOf::F32(l) => {
@@ -790,6 +1200,11 @@ impl Backend for HipBackend {
         up: &DeviceBuffer<f32>,
         out: &mut DeviceBuffer<f32>,
     ) -> Result<()> {
+        if self.ggml() {
+            let (g, u, o) = (gate.as_slice(), up.as_slice(), out.as_slice_mut());
+            self.ggml_ops()?.swiglu(&self.stream, g, u, o)?;
+            return Ok(());
+        }
         self.elementwise.swiglu(
             &self.stream,
             gate.as_slice(),
@@ -867,6 +1282,11 @@ impl Backend for HipBackend {
         recording: &mut Option<Recording>,
         step: &mut dyn FnMut() -> Result<()>,
     ) -> Result<()> {
+        if self.ggml() {
+            // Not recorded: GgmlCompatible is a correctness mode whose products with F16
+            // weights allocate temporaries; each step is enqueued as it comes.
+            return step();
+        }
         if recording
             .as_ref()
             .is_some_and(|r| !<dyn Any>::is::<GraphExec>(&**r))

@@ -4,7 +4,7 @@
 //! The forward pass ([`Model::forward`](crate::model::Model::forward)) is one piece of code
 //! for every device. A backend supplies four kinds of memory and a dozen operations:
 //!
-//! | associated type | CPU ([`cpu::CpuBackend`]) | HIP (next) |
+//! | associated type | CPU ([`cpu::CpuBackend`]) | HIP ([`hip::HipBackend`]) |
 //! |---|---|---|
 //! | [`Backend::Tensor`]: `f32` activations, row-major `[rows, width]` | `Vec<f32>` | `DeviceBuffer<f32>` on the backend's stream |
 //! | [`Backend::Matrix`]: a weight matrix in its ggml type | bytes borrowed from the memory-mapped GGUF | `DeviceBuffer<u8>` + type and shape ([`GpuWeights`]) |
@@ -19,12 +19,14 @@
 //! |---|---|---|
 //! | [`embedding`](Backend::embedding) | `cpu::embedding` | `QuantOps::get_rows` |
 //! | [`rms_norm`](Backend::rms_norm) | `cpu::rms_norm` | `NormOps::rms_norm` |
-//! | [`linear`](Backend::linear) | `cpu::matvec` / `cpu::matmul` (+ bias) | `QuantOps::matvec` / `QuantOps::matmul` (+ a row-broadcast bias add, a kernel still to write) |
+//! | [`linear`](Backend::linear), [`linear_shared`](Backend::linear_shared) | `cpu::matvec` / `cpu::matmul` (+ bias), or llama.cpp's arithmetic (`ggml_compat`) | `QuantOps::matmul`, or for up to 8 tokens `QuantOps::quantize_activations` + `QuantOps::matvec_q8` (+ `ElementwiseOps::add_bias_rows`) |
 //! | [`rope`](Backend::rope) | `cpu::rope_inplace` | `RopeOps::rope_inplace` |
 //! | [`kv_write`](Backend::kv_write) | `cpu::kv_cache_write` | `AttentionOps::kv_cache_write` |
 //! | [`attention`](Backend::attention) | `cpu::attention` | `AttentionOps::attention` |
 //! | [`swiglu`](Backend::swiglu), [`add`](Backend::add) | `cpu::swiglu`, `cpu::add` | `ElementwiseOps::swiglu`, `ElementwiseOps::add` |
 //! | [`gather_rows`](Backend::gather_rows) | row copies | device-to-device copies on the stream (`copy_from_device`) |
+//! | fused: [`rms_norm_linear_shared`](Backend::rms_norm_linear_shared), [`linear_residual`](Backend::linear_residual), [`swiglu_linear_residual`](Backend::swiglu_linear_residual) | the operations they are made of (defaults) | fewer kernels where the HIP backend has fused ones |
+//! | [`run_recorded`](Backend::run_recorded) | runs the step | records the step as a graph once, then replays it |
 //! | [`download`](Backend::download) | copy | `copy_to_host`: a blocking read that synchronizes only the backend's stream |
 //!
 //! All operations are **out of place** (distinct input and output tensors), because the
@@ -144,6 +146,10 @@ pub type LinearOutput<'a, B> = (
     Option<&'a <B as Backend>::Vector>,
     &'a mut <B as Backend>::Tensor,
 );
+
+/// One sequence's share of [`Backend::rope_and_store`]: its cache, the position of its first
+/// new token, its rows of the batch.
+pub type KvStore<'a, B> = (&'a mut <B as Backend>::KvStorage, usize, Range<usize>);
 
 /// A backend's recording of a step ([`Backend::run_recorded`]): on the HIP backend an
 /// executable graph. Opaque to the model, which only keeps it with the buffers it uses.
@@ -323,6 +329,32 @@ pub trait Backend {
     ) -> Result<()> {
         self.rms_norm(x, weight, eps, n_tokens, h)?;
         self.linear_shared(h, n_tokens, outs)
+    }
+
+    /// RoPE of `q` (`n_heads` per token) and `k` (`n_kv_heads`), in place, then for each
+    /// `(cache, pos0, rows)` of `stores` the write of those rows of the rotated `k` and of
+    /// `v` into layer `layer` of the cache ([`kv_write`](Self::kv_write)). A backend may
+    /// leave `k` unrotated when the cache gets the rotated rows.
+    #[allow(clippy::too_many_arguments)]
+    fn rope_and_store(
+        &self,
+        q: &mut Self::Tensor,
+        k: &mut Self::Tensor,
+        v: &Self::Tensor,
+        tokens: &Self::Tokens,
+        n_heads: usize,
+        n_kv_heads: usize,
+        spec: &RopeSpec,
+        freq_factors: Option<&Self::Vector>,
+        layer: usize,
+        stores: &mut [KvStore<'_, Self>],
+    ) -> Result<()> {
+        self.rope(q, tokens, n_heads, spec, freq_factors)?;
+        self.rope(k, tokens, n_kv_heads, spec, freq_factors)?;
+        for (cache, pos0, rows) in stores.iter_mut() {
+            self.kv_write(cache, layer, *pos0, tokens, k, v, rows.clone())?;
+        }
+        Ok(())
     }
 
     /// `out = residual + w · x`, using `scratch` (`[n_tokens, w.rows]`) as needed.

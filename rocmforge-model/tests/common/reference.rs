@@ -2,7 +2,7 @@
 //! comparison every backend's reference test makes against them (see
 //! `tests/model_reference.rs` for what is checked and why).
 
-use rocmforge_model::backend::Backend;
+use rocmforge_model::backend::{Backend, KvDtype};
 use rocmforge_model::generate::{
     log_sum_exp, top_logprobs, FinishReason, GenerateOptions, Generator,
 };
@@ -87,6 +87,28 @@ pub fn cases() -> Vec<Case> {
         .collect()
 }
 
+/// llama.cpp's tokens as the context, fed as llama-server fed them: the prompt in one
+/// batch, then one token per step, over an f16 cache (llama.cpp's default). Returns the
+/// logits of every step, `[steps, n_vocab]` (the same computation as
+/// `tests/model_reference.rs`'s teacher forcing: llama.cpp's arithmetic differs between
+/// a batch and single tokens, e.g. its attention's tiled path for 64 or more).
+pub fn teacher_forced<B: Backend>(gen: &Generator<B>, case: &Case) -> Vec<f32> {
+    let model = gen.model();
+    let mut cache = model
+        .new_cache(&KvCacheOptions::with_n_ctx(256).dtype(KvDtype::F16))
+        .expect("cache");
+    let mut rows = model
+        .forward(&mut cache, &case.prompt_ids, Logits::Last)
+        .expect("prefill");
+    for &id in &case.generated_ids[..case.generated_ids.len() - 1] {
+        let row = model
+            .forward(&mut cache, &[id], Logits::Last)
+            .expect("decode");
+        rows.extend_from_slice(&row);
+    }
+    rows
+}
+
 /// What one case gave.
 pub struct Outcome {
     /// Free-running greedy ids equal to llama.cpp's for this many steps.
@@ -113,21 +135,14 @@ pub fn run_case<B: Backend>(
         "case {n}: prompt ids differ from llama.cpp's"
     );
 
-    // Teacher forcing: llama.cpp's tokens as the context of every step, one prefill with
-    // logits for every position.
-    let mut context = case.prompt_ids.clone();
-    context.extend_from_slice(&case.generated_ids[..steps - 1]);
-    let mut cache = model
-        .new_cache(&KvCacheOptions::with_n_ctx(256))
-        .expect("cache");
-    let logits = model
-        .forward(&mut cache, &context, Logits::All)
-        .expect("forward");
+    // Teacher forcing: llama.cpp's tokens as the context of every step, fed as
+    // llama-server fed them ([`teacher_forced`]).
+    let logits = teacher_forced(gen, case);
     let mut diffs = Vec::new();
     let mut argmax_agree = 0;
     let mut first_disagreement = steps;
     for (step, top5) in case.top5.iter().enumerate() {
-        let row = &logits[(case.prompt_ids.len() - 1 + step) * n_vocab..][..n_vocab];
+        let row = &logits[step * n_vocab..][..n_vocab];
         let lse = log_sum_exp(row);
         let logprob = |id: u32| f64::from(row[id as usize]) - lse;
         for &(id, p_ref) in top5 {
