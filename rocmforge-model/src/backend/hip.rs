@@ -931,9 +931,9 @@ impl Backend for HipBackend {
     ) -> Result<()> {
         let n_tokens = tokens.positions.len();
         let whole_batch = matches!(stores, [(_, _, rows)] if *rows == (0..n_tokens));
-        if !whole_batch {
-            // Several sequences (or part of the batch): rotate all rows, then write each
-            // sequence's rows into its cache.
+        if !whole_batch || self.ggml() {
+            // Several sequences (or part of the batch), or llama.cpp's RoPE: rotate all
+            // rows, then write each sequence's rows into its cache.
             self.rope(q, tokens, n_heads, spec, freq_factors)?;
             self.rope(k, tokens, n_kv_heads, spec, freq_factors)?;
             for (cache, pos0, rows) in stores.iter_mut() {
