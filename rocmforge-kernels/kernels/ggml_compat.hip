@@ -189,7 +189,8 @@ extern "C" __global__ void rf_ggml_q8_roundtrip(const float* x, float* out, rf_u
     for (rf_u64 i = rf_global_index(); i < n; i += stride) {
         float d16, s;
         const float q = rf_gc_quantize_value(x[i], 0, &d16, &s);
-        out[i] = rf_gc_mul(q, d16);
+        // Through an integer, as the stored i8 is: a value rounded to -0 becomes +0.
+        out[i] = rf_gc_mul((float)(int)q, d16);
     }
 }
 

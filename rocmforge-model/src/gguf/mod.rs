@@ -59,9 +59,9 @@ pub use error::{GgufError, OptionalKey, Result};
 pub use metadata::GgufMetadata;
 pub use reader::{GgufFile, GgufHeader};
 pub use rocmforge_kernels::quant::GgmlType;
+pub use synthetic::{SyntheticModel, SYNTHETIC_RMS_EPS, SYNTHETIC_ROPE_BASE};
 pub use tensor::{GgufTensor, TensorInfo};
 pub use value::{GgufArray, GgufString, GgufValue, GgufValueType};
-pub use synthetic::{SyntheticModel, SYNTHETIC_RMS_EPS, SYNTHETIC_ROPE_BASE};
 pub use writer::GgufWriter;
 
 /// The four bytes every GGUF file starts with.
