@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use rocmforge::model::backend::cpu::CpuBackend;
-use rocmforge::model::backend::hip::HipBackend;
+use rocmforge::model::backend::cpu::{CpuArithmetic, CpuBackend};
+use rocmforge::model::backend::hip::{GpuArithmetic, HipBackend};
 use rocmforge::model::backend::Backend;
 use rocmforge::model::chat_template::ChatMessage;
 use rocmforge::model::generate::{FinishReason, GenerateOptions, Generator, SamplingParams};
@@ -43,6 +43,10 @@ OPTIONS:
     --stop TEXT          stop when the text contains TEXT (repeatable)
     --ctx-size N         context length in tokens [default: the model's, at most 4096]
     --threads N          CPU threads [default: one per core]
+    --arithmetic A       llama | fast | exact: llama.cpp's CPU arithmetic reproduced bit for bit
+                         (slow on the GPU), the fastest (GPU: 8-bit activations in decode
+                         steps; CPU: llama's, its fastest), or exact f32/f64
+                         [default: fast]
     --device DEV         auto | cpu | gpu [default: auto]
                            auto: the first GPU when one is usable, else the CPU (with a
                            notice on stderr saying why); gpu: an error when there is none
@@ -62,6 +66,7 @@ struct Args {
     stop: Vec<String>,
     ctx_size: Option<usize>,
     threads: Option<usize>,
+    arithmetic: Option<String>,
     device: String,
     json: bool,
 }
@@ -83,6 +88,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         stop: Vec::new(),
         ctx_size: None,
         threads: None,
+        arithmetic: None,
         device: "auto".to_string(),
         json: false,
     };
@@ -116,6 +122,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--stop" => a.stop.push(value("--stop")?),
             "--ctx-size" => a.ctx_size = Some(num("--ctx-size", value("--ctx-size")?)?),
             "--threads" => a.threads = Some(num("--threads", value("--threads")?)?),
+            "--arithmetic" => a.arithmetic = Some(value("--arithmetic")?),
             "--device" => a.device = value("--device")?,
             other => return Err(format!("unknown option '{other}' (see --help)")),
         }
@@ -137,14 +144,34 @@ fn choose_device(args: &Args) -> Result<Chosen, String> {
             Some(n) => CpuBackend::with_threads(n).map_err(|e| e.to_string())?,
             None => CpuBackend::new(),
         };
+        let backend = match args.arithmetic.as_deref() {
+            None | Some("llama" | "fast") => backend,
+            Some("exact") => backend.with_arithmetic(CpuArithmetic::Exact),
+            Some(other) => {
+                return Err(format!(
+                    "--arithmetic {other}: expected llama, fast or exact"
+                ))
+            }
+        };
         Ok(Chosen::Cpu(backend))
     };
+    let gpu_arithmetic = match args.arithmetic.as_deref() {
+        None | Some("fast") => GpuArithmetic::Fast,
+        Some("llama") => GpuArithmetic::GgmlCompatible,
+        Some("exact") => GpuArithmetic::Exact,
+        Some(other) => {
+            return Err(format!(
+                "--arithmetic {other}: expected llama, fast or exact"
+            ))
+        }
+    };
+    let gpu = || HipBackend::new(0).map(|b| b.with_arithmetic(gpu_arithmetic));
     match args.device.as_str() {
         "cpu" => cpu(),
-        "gpu" => HipBackend::new(0)
+        "gpu" => gpu()
             .map(|b| Chosen::Gpu(Box::new(b)))
             .map_err(|e| format!("--device gpu: {e}")),
-        "auto" => match HipBackend::new(0) {
+        "auto" => match gpu() {
             Ok(b) => Ok(Chosen::Gpu(Box::new(b))),
             Err(e) => {
                 eprintln!("note: no usable GPU ({e}); running on the CPU");
