@@ -36,18 +36,19 @@
 //!
 //! Needs the demo model: run `scripts/fetch-demo-model.sh` (or set `ROCMFORGE_DEMO_MODEL`).
 
+mod common;
+
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use common::reference::{cases, teacher_forced, Case};
 use rocmforge_model::backend::cpu::{CpuArithmetic, CpuBackend};
-use rocmforge_model::backend::KvDtype;
 use rocmforge_model::generate::{
     log_sum_exp, top_logprobs, FinishReason, GenerateOptions, Generator,
 };
 use rocmforge_model::gguf::{require_demo_model, GgufFile};
 use rocmforge_model::kv_cache::KvCacheOptions;
 use rocmforge_model::model::Logits;
-use serde_json::Value;
 
 /// Largest allowed difference of a top-5 probability (the strict criterion).
 const MAX_PROB_DIFF: f64 = 0.02;
@@ -71,74 +72,6 @@ fn load(arithmetic: CpuArithmetic) -> Generator<CpuBackend> {
 fn ggml_generator() -> &'static Generator<CpuBackend> {
     static GEN: OnceLock<Generator<CpuBackend>> = OnceLock::new();
     GEN.get_or_init(|| load(CpuArithmetic::GgmlCompatible))
-}
-
-struct Case {
-    prompt: String,
-    prompt_ids: Vec<u32>,
-    generated_ids: Vec<u32>,
-    /// Per step, llama.cpp's five most likely tokens and their probabilities.
-    top5: Vec<Vec<(u32, f64)>>,
-    /// llama.cpp's top-1/top-2 log-probability margin per step.
-    margins: Vec<f64>,
-    /// `first_step_margin_below_0.05` (all steps when null).
-    compare_until: usize,
-}
-
-fn cases() -> Vec<Case> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/generate_public.jsonl"
-    );
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let ids = |v: &Value| -> Vec<u32> {
-        v.as_array()
-            .expect("id array")
-            .iter()
-            .map(|x| x.as_u64().expect("id") as u32)
-            .collect()
-    };
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).expect("JSON line");
-            let generated_ids = ids(&v["generated_ids"]);
-            let top5 = v["top5"]
-                .as_array()
-                .expect("top5")
-                .iter()
-                .map(|step| {
-                    step.as_array()
-                        .expect("step")
-                        .iter()
-                        .map(|pair| {
-                            (
-                                pair[0].as_u64().expect("id") as u32,
-                                pair[1].as_f64().expect("prob"),
-                            )
-                        })
-                        .collect()
-                })
-                .collect();
-            let compare_until = v["first_step_margin_below_0.05"]
-                .as_u64()
-                .map_or(generated_ids.len(), |s| s as usize);
-            let margins = v["top1_top2_logprob_margin"]
-                .as_array()
-                .expect("margins")
-                .iter()
-                .map(|m| m.as_f64().expect("margin"))
-                .collect();
-            Case {
-                prompt: v["prompt"].as_str().expect("prompt").to_string(),
-                margins,
-                prompt_ids: ids(&v["prompt_ids"]),
-                generated_ids,
-                top5,
-                compare_until,
-            }
-        })
-        .collect()
 }
 
 /// How our probabilities of llama.cpp's top-5 tokens compare, over the steps of a case.
@@ -177,25 +110,6 @@ fn compare_steps(case: &Case, rows: &[f32], n_vocab: usize) -> ProbDiffs {
         argmax_agree,
         disagreements,
     }
-}
-
-/// llama.cpp's tokens as the context, fed as llama-server fed them: the prompt in one
-/// batch, then one token per step. Returns the logits of every step, `[steps, n_vocab]`.
-fn teacher_forced(gen: &Generator<CpuBackend>, case: &Case) -> Vec<f32> {
-    let model = gen.model();
-    let mut cache = model
-        .new_cache(&KvCacheOptions::with_n_ctx(256).dtype(KvDtype::F16))
-        .expect("cache");
-    let mut rows = model
-        .forward(&mut cache, &case.prompt_ids, Logits::Last)
-        .expect("prefill");
-    for &id in &case.generated_ids[..case.generated_ids.len() - 1] {
-        let row = model
-            .forward(&mut cache, &[id], Logits::Last)
-            .expect("decode");
-        rows.extend_from_slice(&row);
-    }
-    rows
 }
 
 #[test]

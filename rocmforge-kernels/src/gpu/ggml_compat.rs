@@ -439,38 +439,7 @@ impl GgmlCompatOps {
     ) -> Result<()> {
         const OP: &str = "ggml rope";
         let n_tokens = positions.len();
-        if cfg.n_rot == 0 || cfg.n_rot % 2 != 0 || cfg.n_rot > cfg.head_dim {
-            return Err(shape_error(
-                OP,
-                format!(
-                    "n_rot {} must be even, positive and at most head_dim {}",
-                    cfg.n_rot, cfg.head_dim
-                ),
-            ));
-        }
-        let expected = n_tokens
-            .checked_mul(cfg.n_heads)
-            .and_then(|v| v.checked_mul(cfg.head_dim))
-            .ok_or_else(|| shape_error(OP, "n_tokens × n_heads × head_dim overflows"))?;
-        if x.len() != expected {
-            return Err(shape_error(
-                OP,
-                format!(
-                    "x has {} elements, expected {n_tokens} tokens × {} heads × {}",
-                    x.len(),
-                    cfg.n_heads,
-                    cfg.head_dim
-                ),
-            ));
-        }
-        let n_pairs = cfg.n_rot / 2;
-        if freq_factors.is_some_and(|f| f.len() != n_pairs) {
-            return Err(shape_error(
-                OP,
-                format!("frequency factors must be n_rot / 2 = {n_pairs} long"),
-            ));
-        }
-        let pairs = expected / cfg.head_dim * n_pairs;
+        let pairs = cfg.check_rotation(OP, n_tokens, x.len(), freq_factors.map(|f| f.len()))?;
         if pairs == 0 {
             return Ok(());
         }

@@ -28,6 +28,57 @@ pub struct RopeConfig {
     pub freq_scale: f32,
 }
 
+impl RopeConfig {
+    /// [`shape_error`] unless `n_rot` is even, positive and at most `head_dim`.
+    pub(crate) fn check_n_rot(&self, op: &'static str) -> Result<()> {
+        if self.n_rot == 0 || self.n_rot % 2 != 0 || self.n_rot > self.head_dim {
+            return Err(shape_error(
+                op,
+                format!(
+                    "n_rot {} must be even, positive and at most head_dim {}",
+                    self.n_rot, self.head_dim
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The checks of an in-place rotation of `x_len` values of `n_tokens` tokens with
+    /// `n_factors` frequency factors: returns the number of rotated pairs.
+    pub(crate) fn check_rotation(
+        &self,
+        op: &'static str,
+        n_tokens: usize,
+        x_len: usize,
+        n_factors: Option<usize>,
+    ) -> Result<usize> {
+        self.check_n_rot(op)?;
+        let expected = n_tokens
+            .checked_mul(self.n_heads)
+            .and_then(|v| v.checked_mul(self.head_dim))
+            .ok_or_else(|| shape_error(op, "n_tokens × n_heads × head_dim overflows"))?;
+        if x_len != expected {
+            return Err(shape_error(
+                op,
+                format!(
+                    "x has {x_len} elements, expected {n_tokens} tokens × {} heads × {}",
+                    self.n_heads, self.head_dim
+                ),
+            ));
+        }
+        if let Some(f) = n_factors.filter(|&f| f != self.n_rot / 2) {
+            return Err(shape_error(
+                op,
+                format!(
+                    "{f} frequency factors, expected n_rot/2 = {}",
+                    self.n_rot / 2
+                ),
+            ));
+        }
+        Ok(n_tokens * self.n_heads * (self.n_rot / 2))
+    }
+}
+
 type RopeKernel = TypedKernel<(Out<f32>, In<i32>, u32, u32, u32, u32, u32, f32, f32)>;
 type RopeFactorsKernel = TypedKernel<(
     Out<f32>,
@@ -115,42 +166,12 @@ impl RopeOps {
     ) -> Result<()> {
         const OP: &str = "rope";
         let n_tokens = positions.len();
-        if cfg.n_rot == 0 || cfg.n_rot % 2 != 0 || cfg.n_rot > cfg.head_dim {
-            return Err(shape_error(
-                OP,
-                format!(
-                    "n_rot {} must be even, positive and at most head_dim {}",
-                    cfg.n_rot, cfg.head_dim
-                ),
-            ));
-        }
-        let expected = n_tokens
-            .checked_mul(cfg.n_heads)
-            .and_then(|v| v.checked_mul(cfg.head_dim))
-            .ok_or_else(|| shape_error(OP, "n_tokens × n_heads × head_dim overflows"))?;
-        if x.len() != expected {
-            return Err(shape_error(
-                OP,
-                format!(
-                    "x has {} elements, expected {n_tokens} tokens × {} heads × {}",
-                    x.len(),
-                    cfg.n_heads,
-                    cfg.head_dim
-                ),
-            ));
-        }
-        if let Some(f) = &freq_factors {
-            if f.len() != cfg.n_rot / 2 {
-                return Err(shape_error(
-                    OP,
-                    format!(
-                        "{} frequency factors, expected n_rot/2 = {}",
-                        f.len(),
-                        cfg.n_rot / 2
-                    ),
-                ));
-            }
-        }
+        let pairs = cfg.check_rotation(
+            OP,
+            n_tokens,
+            x.len(),
+            freq_factors.as_ref().map(|f| f.len()),
+        )?;
         let to_u32 = |v: usize, what: &str| {
             u32::try_from(v).map_err(|_| shape_error(OP, format!("{what} {v} exceeds 2^32")))
         };
@@ -160,7 +181,6 @@ impl RopeOps {
             to_u32(cfg.head_dim, "head_dim")?,
             to_u32(cfg.n_rot, "n_rot")?,
         );
-        let pairs = expected / cfg.head_dim * (cfg.n_rot / 2);
         if pairs == 0 {
             return Ok(());
         }
@@ -228,15 +248,7 @@ impl RopeOps {
         n_new: usize,
     ) -> Result<()> {
         const OP: &str = "rope_qk_kv_write_at";
-        if cfg.n_rot == 0 || cfg.n_rot % 2 != 0 || cfg.n_rot > cfg.head_dim {
-            return Err(shape_error(
-                OP,
-                format!(
-                    "n_rot {} must be even, positive and at most head_dim {}",
-                    cfg.n_rot, cfg.head_dim
-                ),
-            ));
-        }
+        cfg.check_n_rot(OP)?;
         if cfg.n_heads == 0 || n_kv_heads == 0 {
             return Err(shape_error(
                 OP,

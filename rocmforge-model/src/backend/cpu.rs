@@ -22,7 +22,7 @@ use rocmforge_kernels::cpu::{
 use rocmforge_kernels::quant::GgmlType;
 
 use super::ggml_compat;
-use super::{Backend, KvDtype, KvLayout, RopeSpec};
+use super::{row_range, Backend, KvDtype, KvLayout, RopeSpec};
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
 
@@ -265,21 +265,6 @@ fn layer<T>(layers: &[Vec<T>], layer: usize) -> Result<&Vec<T>> {
             layers.len()
         ))
     })
-}
-
-/// `rows` of a `[n, row_len]` tensor of length `len`, as an element range, or an error.
-fn row_range(rows: &Range<usize>, row_len: usize, len: usize, what: &str) -> Result<Range<usize>> {
-    let start = rows.start.checked_mul(row_len);
-    let end = rows.end.checked_mul(row_len);
-    match (start, end) {
-        (Some(s), Some(e)) if s <= e && e <= len => Ok(s..e),
-        _ => Err(ModelError::Compute(rocmforge_kernels::Error::Shape {
-            op: "row range",
-            message: format!(
-                "rows {rows:?} of {row_len} elements do not fit the {what} of {len} elements"
-            ),
-        })),
-    }
 }
 
 fn write_layer<T: KvElement>(

@@ -140,6 +140,30 @@ pub struct RopeSpec {
     pub freq_scale: f32,
 }
 
+/// The element range of rows `rows` of a tensor of rows of `row_len` elements, checked
+/// against the tensor's length `len` (an error naming `what`, never an overflow).
+pub(crate) fn row_range(
+    rows: &Range<usize>,
+    row_len: usize,
+    len: usize,
+    what: &str,
+) -> Result<Range<usize>> {
+    match (
+        rows.start.checked_mul(row_len),
+        rows.end.checked_mul(row_len),
+    ) {
+        (Some(s), Some(e)) if s <= e && e <= len => Ok(s..e),
+        _ => Err(crate::error::ModelError::Compute(
+            rocmforge_kernels::Error::Shape {
+                op: "row range",
+                message: format!(
+                    "rows {rows:?} of {row_len} elements do not fit the {what} of {len} elements"
+                ),
+            },
+        )),
+    }
+}
+
 /// One projection of [`Backend::linear_shared`]: weights, optional bias, output.
 pub type LinearOutput<'a, B> = (
     &'a <B as Backend>::Matrix,

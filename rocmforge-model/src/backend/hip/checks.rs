@@ -39,22 +39,3 @@ pub(super) fn check_linear_shapes(
     }
     Ok(())
 }
-
-/// Rows `rows` of a tensor of rows of `row_len` elements, checked.
-pub(super) fn row_range(
-    rows: &Range<usize>,
-    row_len: usize,
-    len: usize,
-    what: &str,
-) -> Result<Range<usize>> {
-    match (
-        rows.start.checked_mul(row_len),
-        rows.end.checked_mul(row_len),
-    ) {
-        (Some(s), Some(e)) if s <= e && e <= len => Ok(s..e),
-        _ => Err(shape_error(
-            "row range",
-            format!("rows {rows:?} of {row_len} elements do not fit the {what} of {len} elements"),
-        )),
-    }
-}

@@ -29,7 +29,7 @@ use rocmforge_kernels::hip::{
 };
 use rocmforge_kernels::quant::GgmlType;
 
-use super::{Backend, KvDtype, KvLayout, KvStore, LinearOutput, Recording, RopeSpec};
+use super::{row_range, Backend, KvDtype, KvLayout, KvStore, LinearOutput, Recording, RopeSpec};
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
 
