@@ -10,15 +10,21 @@
 //! `graph %`): launched one by one, a launch costs about 3 µs of host time, more than a
 //! small matrix takes on the GPU.
 //!
+//! Under each shape, a `read` line gives a kernel that only reads the matrix's bytes
+//! (coalesced 16-byte loads, no decoding): what moving that many bytes in one launch
+//! costs at least, fixed costs included — the ceiling to read the other lines against.
+//!
 //! `cargo run --release --example kernel_bench [-- --quick] [--no-matmul] [--types q4_0,q8_0,f16] [--variants]`
 //! (`--variants`: also every integer kernel of the type, by name.)
 
 use std::process::ExitCode;
 
+use rocmforge::hip::{Dim3, In, LaunchConfig, Out, TypedKernel};
 use rocmforge::kernels::gpu::{
     matvec_reads_q8, q8_activation_bytes, GpuWeights, KernelLoader, QuantOps, GPU_WEIGHT_TYPES,
 };
 use rocmforge::kernels::quant::{self, GgmlType};
+use rocmforge::kernels::KernelSource;
 use rocmforge::prelude::*;
 
 /// (rows, cols) of Llama-3-8B's matrices: q/o, k/v, gate/up, down, output.
@@ -92,6 +98,73 @@ fn weight_bytes(ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
     }
     bytes.truncate(tile.len() / tile_rows * rows);
     bytes
+}
+
+/// A kernel that only reads: `n_words` 16-byte words, `READ_PROBE_UNROLL` per thread,
+/// each load instruction of a wave covering consecutive words. It stands for the best a
+/// matrix × vector kernel can do with the same bytes: no decoding, no activations, no
+/// reduction — what a launch that reads this many bytes costs at least, its fixed costs
+/// (launch, the first loads' latency, the last blocks' tail) included.
+const READ_PROBE: KernelSource = KernelSource {
+    name: "kernel_bench_read_probe.hip",
+    source: r#"
+struct alignas(16) probe_word { rf_u32 x, y, z, w; };
+#define READ_PROBE_UNROLL 8
+extern "C" __global__ void rf_read_probe(const probe_word* __restrict__ p, rf_u64 n_words,
+                                         rf_u32* __restrict__ out) {
+    const rf_u64 base = (rf_u64)blockIdx.x * READ_PROBE_UNROLL * blockDim.x + threadIdx.x;
+    rf_u32 acc = 0;
+#pragma unroll
+    for (int j = 0; j < READ_PROBE_UNROLL; ++j) {
+        const rf_u64 i = base + (rf_u64)j * blockDim.x;
+        if (i < n_words) {
+            const probe_word v = p[i];
+            acc ^= v.x ^ v.y ^ v.z ^ v.w;
+        }
+    }
+    // Never true for the zeroed input; keeps the loads.
+    if (acc == 0x9e3779b9u) out[0] = acc;
+}
+"#,
+    includes: &[],
+    kernels: &["rf_read_probe"],
+};
+const READ_PROBE_UNROLL: usize = 8;
+const READ_PROBE_THREADS: u32 = 256;
+
+/// Time per launch (replayed from a graph) of [`READ_PROBE`] over `bytes` bytes (rounded
+/// up to 16), rotating among copies as the matrices do.
+fn read_probe_ms(
+    stream: &Stream,
+    loader: &KernelLoader,
+    reps: usize,
+    bytes: usize,
+) -> rocmforge::kernels::Result<f64> {
+    let module = loader.module(&READ_PROBE)?;
+    // SAFETY: the signature matches rf_read_probe (words, n_words, out); it reads the
+    // first n_words 16-byte words of its input, which holds at least that many, and
+    // writes at most out[0], a one-element buffer.
+    let k: TypedKernel<(In<u8>, u64, Out<u32>)> =
+        unsafe { module.function("rf_read_probe")?.into_typed() };
+    let words = bytes.div_ceil(16);
+    let copies = (256usize << 20).div_ceil(16 * words).clamp(1, 128);
+    let buffers: Vec<DeviceBuffer<u8>> = (0..copies)
+        .map(|_| DeviceBuffer::<u8>::zeroed(stream, 16 * words))
+        .collect::<Result<_>>()?;
+    let mut out = DeviceBuffer::<u32>::zeroed(stream, 1)?;
+    let per_block = READ_PROBE_UNROLL * READ_PROBE_THREADS as usize;
+    let cfg = LaunchConfig {
+        grid: Dim3::x(words.div_ceil(per_block) as u32),
+        block: Dim3::x(READ_PROBE_THREADS),
+        shared_mem_bytes: 0,
+    };
+    Ok(graph_time_ms(stream, reps, |i| {
+        for j in 0..BATCH {
+            let src = buffers[(i * BATCH + j) % copies].as_slice();
+            k.launch(stream, &cfg, (src, words as u64, out.as_slice_mut()))?;
+        }
+        Ok(())
+    })?)
 }
 
 fn run(
@@ -181,7 +254,7 @@ fn run(
             }
             // The kernel matvec_q8 chose, for the "q8" lines: q8 (rf_mvq_<type>) or
             // q8/<suffix> (rf_mvq_<type>_<suffix>).
-            let choice = QuantOps::matvec_q8_choice(ty, rows)
+            let choice = QuantOps::matvec_q8_choice(ty, rows, cols)
                 .map(|c| c[ty.name().len()..].replacen('_', "/", 1))
                 .unwrap_or_default();
             for (kind, x_bytes) in kernels {
@@ -230,6 +303,21 @@ fn run(
                     100.0 * graph_gbps / copy_gbps
                 );
             }
+            // What reading the matrix's bytes costs at least (see READ_PROBE).
+            let probe_ms = read_probe_ms(&stream, &loader, reps, bytes.len())?;
+            let probe_gbps = bytes.len() as f64 / (probe_ms * 1e-3) / 1e9;
+            println!(
+                "{:<6} {:<9} {:>13} {:>10} {:>9} {:>8} {:>7} {:>8.1} {:>7.0}%",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "read",
+                probe_ms * 1e3,
+                100.0 * probe_gbps / copy_gbps
+            );
         }
     }
 

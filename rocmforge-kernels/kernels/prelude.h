@@ -113,6 +113,21 @@ RF_DEVICE int rf_dot4_i8(int a, int b, int c) {
 #endif
 }
 
+// ---- wave-level synchronization -----------------------------------------------------
+
+// A barrier for the lanes of one wave, ordering their shared-memory accesses: what a
+// lane wrote before it is visible to every lane of the wave after it. For data a wave
+// shares with no other wave, where __syncthreads would also stall the block's others.
+RF_DEVICE void rf_wave_barrier() {
+#if RF_NVIDIA
+    __syncwarp();
+#else
+    __builtin_amdgcn_fence(__ATOMIC_RELEASE, "wavefront");
+    __builtin_amdgcn_wave_barrier();
+    __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "wavefront");
+#endif
+}
+
 // ---- wave-level reductions ---------------------------------------------------------
 
 RF_DEVICE float rf_shfl_xor(float v, int mask) {

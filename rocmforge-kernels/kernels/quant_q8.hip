@@ -73,7 +73,9 @@ extern "C" __global__ void rf_quantize_q8_f32(const float* __restrict__ x, rf_u8
 //   X_SUM:   1 when dot() needs the integer sum of the part's 8 activation values (the
 //            types whose scales or offsets change every 16 elements);
 //   dot(row, c, p, xa, xb, xd, xs, xsum): part p of chunk c of a weight row times the
-//            activation part (ints xa, xb, block scale xd, block s = xd * sum) as f32.
+//            activation part (ints xa, xb, block scale xd, block s = xd * sum) as f32;
+//   the 32-element types also dot_block(b, x, xd, xs): a whole block held in 32-bit
+//            words b times the activation block (x[i]: elements 4i..4i+3), for rf_mvc.
 // The four parts of a chunk sum to the chunk's exact product up to f32 rounding; parts
 // share a block's s term as s/4 each.
 
@@ -94,6 +96,39 @@ RF_DEVICE int rf_q8_dot2(rf_u32 a, rf_u32 b, int xa, int xb) {
     return rf_dot4_i8((int)a, xa, rf_dot4_i8((int)b, xb, 0));
 }
 
+// Fields of a block held in 32-bit words b (its first byte at byte 0 of b[0]), at a
+// constant even byte offset: the window kernel (rf_mvc) decodes whole blocks this way.
+RF_DEVICE rf_u32 rf_q8_u32_at(const rf_u32* b, rf_u32 off) {
+    const rf_u32 i = off / 4;
+    return off % 4 == 0 ? b[i] : (b[i] >> 16) | (b[i + 1] << 16);
+}
+RF_DEVICE float rf_q8_half_at(const rf_u32* b, rf_u32 off) {
+    return rf_half_to_float((rf_u16)(b[off / 4] >> (8 * (off % 4))));
+}
+// The 4/5-bit types' 32 products: q[j]'s low nibbles are elements 4j..4j+3, its high
+// nibbles 16+4j.. (x[i]: activation elements 4i..4i+3).
+RF_DEVICE int rf_q8_dot_nibbles(const rf_u32* q, const int* x) {
+    int s = 0;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        s = rf_dot4_i8((int)(q[j] & 0x0f0f0f0fu), x[j], s);
+        s = rf_dot4_i8((int)((q[j] >> 4) & 0x0f0f0f0fu), x[4 + j], s);
+    }
+    return s;
+}
+// The 5-bit types' 32 products: the qs words q with each element's 5th bit from qh.
+RF_DEVICE int rf_q8_dot_q5(const rf_u32* q, rf_u32 qh, const int* x) {
+    int s = 0;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const rf_u32 lo = (q[j] & 0x0f0f0f0fu) | rf_q8_spread4((qh >> (4 * j)) & 15u);
+        const rf_u32 hi = ((q[j] >> 4) & 0x0f0f0f0fu) | rf_q8_spread4((qh >> (16 + 4 * j)) & 15u);
+        s = rf_dot4_i8((int)lo, x[j], s);
+        s = rf_dot4_i8((int)hi, x[4 + j], s);
+    }
+    return s;
+}
+
 // Q4_0: f16 d; qs[16]. Part p: qs bytes 4p..4p+3, elements 4p.. (low) and 16+4p.. (high).
 // w = (q - 8) d: the offset is -8 * s of the block, s/4 per part.
 struct rf_q8dot_q4_0 {
@@ -105,6 +140,13 @@ struct rf_q8dot_q4_0 {
         const rf_u32 q = rf_q8_ld32_a2(b + 2 + 4 * p);
         const int sumi = rf_q8_dot2(q & 0x0f0f0f0fu, (q >> 4) & 0x0f0f0f0fu, xa, xb);
         return d * (xd * (float)sumi - 2.0f * xs);
+    }
+    // The whole block in words b (rf_mvc).
+    RF_DEVICE static float dot_block(const rf_u32* b, const int* x, float xd, float xs) {
+        rf_u32 q[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) q[j] = rf_q8_u32_at(b, 2 + 4 * j);
+        return rf_q8_half_at(b, 0) * (xd * (float)rf_q8_dot_nibbles(q, x) - 8.0f * xs);
     }
 };
 
@@ -118,6 +160,10 @@ struct rf_q8dot_q4_1 {
         const rf_u32 q = rf_q8_ld32(b + 4 + 4 * p);
         const int sumi = rf_q8_dot2(q & 0x0f0f0f0fu, (q >> 4) & 0x0f0f0f0fu, xa, xb);
         return rf_q8_half_lo(dm) * xd * (float)sumi + rf_q8_half_hi(dm) * (0.25f * xs);
+    }
+    RF_DEVICE static float dot_block(const rf_u32* b, const int* x, float xd, float xs) {
+        return rf_q8_half_at(b, 0) * xd * (float)rf_q8_dot_nibbles(b + 1, x) +
+               rf_q8_half_at(b, 2) * xs;
     }
 };
 
@@ -133,6 +179,13 @@ struct rf_q8dot_q5_0 {
         const rf_u32 lo = (q & 0x0f0f0f0fu) | rf_q8_spread4((qh >> (4 * p)) & 15u);
         const rf_u32 hi = ((q >> 4) & 0x0f0f0f0fu) | rf_q8_spread4((qh >> (16 + 4 * p)) & 15u);
         return d * (xd * (float)rf_q8_dot2(lo, hi, xa, xb) - 4.0f * xs);
+    }
+    RF_DEVICE static float dot_block(const rf_u32* b, const int* x, float xd, float xs) {
+        rf_u32 q[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) q[j] = rf_q8_u32_at(b, 6 + 4 * j);
+        const int s = rf_q8_dot_q5(q, rf_q8_u32_at(b, 2), x);
+        return rf_q8_half_at(b, 0) * (xd * (float)s - 16.0f * xs);
     }
 };
 
@@ -150,6 +203,10 @@ struct rf_q8dot_q5_1 {
         return rf_q8_half_lo(dm) * xd * (float)rf_q8_dot2(lo, hi, xa, xb) +
                rf_q8_half_hi(dm) * (0.25f * xs);
     }
+    RF_DEVICE static float dot_block(const rf_u32* b, const int* x, float xd, float xs) {
+        const int s = rf_q8_dot_q5(b + 2, b[1], x);
+        return rf_q8_half_at(b, 0) * xd * (float)s + rf_q8_half_at(b, 2) * xs;
+    }
 };
 
 // Q8_0: f16 d; i8 qs[32]. Part p: elements 8p..8p+7.
@@ -161,6 +218,12 @@ struct rf_q8dot_q8_0 {
         const float d = rf_half_to_float((rf_u16)rf_q8_ld16(b));
         const rf_u32 q0 = rf_q8_ld32_a2(b + 2 + 8 * p), q1 = rf_q8_ld32_a2(b + 6 + 8 * p);
         return d * xd * (float)rf_q8_dot2(q0, q1, xa, xb);
+    }
+    RF_DEVICE static float dot_block(const rf_u32* b, const int* x, float xd, float) {
+        int s = 0;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) s = rf_dot4_i8((int)rf_q8_u32_at(b, 2 + 4 * j), x[j], s);
+        return rf_q8_half_at(b, 0) * xd * (float)s;
     }
 };
 
@@ -413,13 +476,15 @@ RF_DEVICE void rf_mvqs_at(const rf_u8* __restrict__ w, const rf_u8* __restrict__
     }
     RF_MVQS_LOAD(0)
     for (rf_u32 c0 = 0; c0 < chunks; c0 += T::TILE_CHUNKS) {
-        __syncthreads();  // the previous tile's readers are done
+        // A wave's stage is its own: wave barriers, so that one wave's wait for its
+        // loads never holds up the block's others.
+        rf_wave_barrier();  // the previous tile's readers are done
 #pragma unroll
         for (int r = 0; r < ROWS; ++r) {
 #pragma unroll
             for (int j = 0; j < U; ++j) st[r * SLOTS + lane + WAVE_SIZE * j] = buf[r][j];
         }
-        __syncthreads();
+        rf_wave_barrier();
         const rf_u32 n_chunks = min((rf_u32)T::TILE_CHUNKS, chunks - c0);
         if (c0 + T::TILE_CHUNKS < chunks) RF_MVQS_LOAD(c0 + T::TILE_CHUNKS)
         const rf_u8* srow[ROWS];
@@ -458,6 +523,130 @@ template <class T, int ROWS>
 RF_DEVICE void rf_mvqs(const rf_u8* __restrict__ w, const rf_u8* __restrict__ xq,
                        float* __restrict__ y, rf_u32 rows, rf_u32 cols) {
     rf_mvqs_at<T, ROWS>(w, xq, y, rows, cols, blockIdx.x, 0);
+}
+
+// ---- the window kernel ---------------------------------------------------------------
+//
+// For the 32-element block types when a row is whole 16-byte words and the matrix starts
+// at a 16-byte boundary (cols a multiple of 256: a span of 8 blocks is 8 * BLOCK_BYTES
+// bytes, a multiple of 16). Eight lanes share a span, lane k decoding its block k: each
+// loads the WIN aligned 16-byte words its block lies in (the window), so a wave's load
+// instruction covers consecutive words of four spans — coalesced wide loads, where
+// rf_mvq's lanes read 2- and 4-byte pieces — and the block is realigned in registers
+// (selects and funnel shifts: it starts at an even byte of the window's first word).
+// Every wave of the block runs over its share of the spans of all ROWS rows, each
+// activation load serving ROWS rows; partial sums meet in shared memory as in rf_mvq.
+// Measured on the H100 (docs/benchmarks.md): Q4_0 at FFN shapes from 70-72% to 82-83%
+// of the copy bandwidth. (A first try with each lane loading a whole span of its own
+// was slower than rf_mvq: a wave's load then touched 16-32 lines at once.)
+
+#define RF_MVC_SPAN_BLOCKS 8
+
+// u[i + m] for m in 0..3, by selects rather than a dynamically indexed array (which
+// would live in scratch memory); indices past the end read the last word (a window's
+// words past its end hold none of its block's bytes).
+template <int N>
+RF_DEVICE rf_u32 rf_mvc_pick(const rf_u32 (&u)[N], rf_u32 m, int i) {
+#define RF_MVC_AT(j) u[i + (j) < N ? i + (j) : N - 1]
+    const rf_u32 a = (m & 1u) ? RF_MVC_AT(1) : RF_MVC_AT(0);
+    const rf_u32 b = (m & 1u) ? RF_MVC_AT(3) : RF_MVC_AT(2);
+#undef RF_MVC_AT
+    return (m & 2u) ? b : a;
+}
+
+// The furthest into its first 16-byte word that one of a span's 8 blocks starts.
+__host__ __device__ constexpr rf_u32 rf_mvc_max_at(rf_u32 block_bytes) {
+    rf_u32 at = 0;
+    for (rf_u32 k = 0; k < RF_MVC_SPAN_BLOCKS; ++k) {
+        at = block_bytes * k % 16 > at ? block_bytes * k % 16 : at;
+    }
+    return at;
+}
+
+template <class T, int ROWS>
+RF_DEVICE void rf_mvc_at(const rf_u8* __restrict__ w, const rf_u8* __restrict__ xq,
+                         float* __restrict__ y, rf_u32 rows, rf_u32 cols, rf_u32 block,
+                         const float* __restrict__ residual) {
+    enum {
+        BB = T::BLOCK_BYTES,
+        SPAN_WORDS = RF_MVC_SPAN_BLOCKS * BB / 16,  // 16-byte words of a span of 8 blocks
+        NB = (BB + 3) / 4,                          // 32-bit words of a block
+        // 16-byte words of a lane's window, from the one its block starts in.
+        WIN = (rf_mvc_max_at(BB) + BB + 15) / 16,
+    };
+    const rf_u32 row0 = block * ROWS;
+    if (row0 >= rows) return;
+    const rf_u32 lane = threadIdx.x % WAVE_SIZE;
+    const rf_u32 wave = threadIdx.x / WAVE_SIZE;
+    const rf_u32 waves = blockDim.x / WAVE_SIZE;
+    const rf_u32 k = threadIdx.x % RF_MVC_SPAN_BLOCKS;  // the lane's block of a span
+    const rf_u32 group = threadIdx.x / RF_MVC_SPAN_BLOCKS;
+    const rf_u32 groups = blockDim.x / RF_MVC_SPAN_BLOCKS;
+    const rf_u32 spans = cols / (32 * RF_MVC_SPAN_BLOCKS);
+    const rf_u64 row_words = (rf_u64)spans * SPAN_WORDS;
+    // Block k of a span: 16-byte word `first`, byte `at` of it.
+    const rf_u32 first = BB * k / 16, at = BB * k % 16;
+    const rf_u32 m = at / 4, shift = 8 * (at % 4);
+    const rf_q8_word* wrs[ROWS];
+    float sums[ROWS];
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+        wrs[r] = (const rf_q8_word*)w + (rf_u64)(row0 + r < rows ? row0 + r : row0) * row_words;
+        sums[r] = 0.0f;
+    }
+    const rf_q8_word* xw = (const rf_q8_word*)xq;
+    const rf_f32x2* xds = (const rf_f32x2*)(xq + cols);
+#pragma unroll 2
+    for (rf_u32 s = group; s < spans; s += groups) {
+        const rf_u32 blk = s * RF_MVC_SPAN_BLOCKS + k;
+        const rf_q8_word xa = xw[2 * blk], xb = xw[2 * blk + 1];
+        const int x[8] = {(int)xa.x, (int)xa.y, (int)xa.z, (int)xa.w,
+                          (int)xb.x, (int)xb.y, (int)xb.z, (int)xb.w};
+        const rf_f32x2 ds = xds[blk];
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r) {
+            const rf_q8_word* span = wrs[r] + (rf_u64)s * SPAN_WORDS;
+            rf_u32 u[4 * WIN];
+#pragma unroll
+            for (int j = 0; j < WIN; ++j) {
+                // Past the span's end only for bytes the block does not use.
+                const rf_u32 i = first + j < SPAN_WORDS ? first + j : SPAN_WORDS - 1;
+                const rf_q8_word v = span[i];
+                u[4 * j] = v.x;
+                u[4 * j + 1] = v.y;
+                u[4 * j + 2] = v.z;
+                u[4 * j + 3] = v.w;
+            }
+            // The block's bytes as words from its first byte on.
+            rf_u32 bw[NB];
+            rf_u32 lo = rf_mvc_pick(u, m, 0);
+#pragma unroll
+            for (int i = 0; i < NB; ++i) {
+                const rf_u32 hi = rf_mvc_pick(u, m, i + 1);
+                bw[i] = shift == 0 ? lo : (lo >> shift) | (hi << (32 - shift));
+                lo = hi;
+            }
+            sums[r] += T::dot_block(bw, x, ds.x, ds.y);
+        }
+    }
+    __shared__ float partial[1024 / 32][ROWS];
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+        const float t = rf_wave_sum(sums[r]);
+        if (lane == 0) partial[wave][r] = t;
+    }
+    __syncthreads();
+    if (threadIdx.x < ROWS && row0 + threadIdx.x < rows) {
+        float total = 0.0f;
+        for (rf_u32 i = 0; i < waves; ++i) total += partial[i][threadIdx.x];
+        y[row0 + threadIdx.x] = residual ? residual[row0 + threadIdx.x] + total : total;
+    }
+}
+
+template <class T, int ROWS>
+RF_DEVICE void rf_mvc(const rf_u8* __restrict__ w, const rf_u8* __restrict__ xq,
+                      float* __restrict__ y, rf_u32 rows, rf_u32 cols) {
+    rf_mvc_at<T, ROWS>(w, xq, y, rows, cols, blockIdx.x, 0);
 }
 
 // ---- the kernels ---------------------------------------------------------------------
@@ -524,6 +713,26 @@ extern "C" __global__ void rf_mvq_q5_K_s2(RF_MVQ_PARAMS) { rf_mvqs<rf_q8dot_q5_K
 extern "C" __global__ void rf_mvq_q6_K_s1(RF_MVQ_PARAMS) { rf_mvqs<rf_q8dot_q6_K, 1>(w, xq, y, rows, cols); }
 extern "C" __global__ void rf_mvq_q6_K_s2(RF_MVQ_PARAMS) { rf_mvqs<rf_q8dot_q6_K, 2>(w, xq, y, rows, cols); }
 
+// rf_mvc, n rows per block. RF_MVC_BOUNDS states the launch (RF_MVQ_WAVES waves) and, on
+// NVIDIA, 8 resident blocks per multiprocessor (at most 64 registers, which the window
+// kernels stay under): measured on the H100 it makes the compiler's code for Q4_0 4-6%
+// faster (docs/benchmarks.md); no change for the others.
+#if RF_NVIDIA
+#define RF_MVC_BOUNDS __launch_bounds__(RF_MVQ_WAVES * WAVE_SIZE, 8)
+#else
+#define RF_MVC_BOUNDS __launch_bounds__(RF_MVQ_WAVES * WAVE_SIZE)
+#endif
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvq_q4_0_c2(RF_MVQ_PARAMS) { rf_mvc<rf_q8dot_q4_0, 2>(w, xq, y, rows, cols); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvq_q4_0_c4(RF_MVQ_PARAMS) { rf_mvc<rf_q8dot_q4_0, 4>(w, xq, y, rows, cols); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvq_q4_1_c2(RF_MVQ_PARAMS) { rf_mvc<rf_q8dot_q4_1, 2>(w, xq, y, rows, cols); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvq_q4_1_c4(RF_MVQ_PARAMS) { rf_mvc<rf_q8dot_q4_1, 4>(w, xq, y, rows, cols); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvq_q5_0_c2(RF_MVQ_PARAMS) { rf_mvc<rf_q8dot_q5_0, 2>(w, xq, y, rows, cols); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvq_q5_0_c4(RF_MVQ_PARAMS) { rf_mvc<rf_q8dot_q5_0, 4>(w, xq, y, rows, cols); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvq_q5_1_c2(RF_MVQ_PARAMS) { rf_mvc<rf_q8dot_q5_1, 2>(w, xq, y, rows, cols); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvq_q5_1_c4(RF_MVQ_PARAMS) { rf_mvc<rf_q8dot_q5_1, 4>(w, xq, y, rows, cols); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvq_q8_0_c2(RF_MVQ_PARAMS) { rf_mvc<rf_q8dot_q8_0, 2>(w, xq, y, rows, cols); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvq_q8_0_c4(RF_MVQ_PARAMS) { rf_mvc<rf_q8dot_q8_0, 4>(w, xq, y, rows, cols); }
+
 // ---- several matrices in one launch, and the residual epilogue -------------------------
 //
 // rf_mvqx_<type><suffix> and rf_mvqx_<type>_mixed run up to three matrices of one type
@@ -535,7 +744,7 @@ extern "C" __global__ void rf_mvq_q6_K_s2(RF_MVQ_PARAMS) { rf_mvqs<rf_q8dot_q6_K
 //
 // `codes` names each matrix's kernel (bits 8m..8m+7 for matrix m) as 16 * family + rows:
 // family 0 is rf_mvq with `rows` rows per block, family 1 rf_mvqs with `rows` rows per
-// wave (rows * RF_MVQ_WAVES per block); bit 24 set: add `residual` to matrix 0. A matrix
+// wave (rows * RF_MVQ_WAVES per block), family 2 rf_mvc with `rows` rows per block; bit 24 set: add `residual` to matrix 0. A matrix
 // whose code is not one of the kernel's template variants gets no blocks and is not
 // written (the launcher never passes one). Each matrix runs the very rf_mvq_at /
 // rf_mvqs_at instance its own rf_mvq_<type><suffix> kernel runs, so its outputs are
@@ -549,6 +758,7 @@ struct rf_mvqv {
 };
 #define RF_MVQ_D(rows) rf_mvqv<0, rows>
 #define RF_MVQ_S(rows) rf_mvqv<1, rows>
+#define RF_MVQ_C(rows) rf_mvqv<2, rows>
 
 template <class T, int ROWS>
 RF_DEVICE void rf_mvq_run(rf_mvqv<0, ROWS>, const rf_u8* w, const rf_u8* xq, float* y, rf_u32 rows,
@@ -562,21 +772,30 @@ RF_DEVICE void rf_mvq_run(rf_mvqv<1, ROWS>, const rf_u8* w, const rf_u8* xq, flo
     rf_mvqs_at<T, ROWS>(w, xq, y, rows, cols, block, residual);
 }
 
-// Rows per block of a code of the variants V0..V2 (0: not one of them).
-template <class V0, class V1, class V2>
-RF_DEVICE rf_u32 rf_mvq_code_rows(rf_u32 code) {
-    if (code != (rf_u32)V0::CODE && code != (rf_u32)V1::CODE && code != (rf_u32)V2::CODE) return 0;
-    return code / 16 == 0 ? code % 16 : (code % 16) * RF_MVQ_WAVES;
+template <class T, int ROWS>
+RF_DEVICE void rf_mvq_run(rf_mvqv<2, ROWS>, const rf_u8* w, const rf_u8* xq, float* y, rf_u32 rows,
+                          rf_u32 cols, rf_u32 block, const float* residual) {
+    rf_mvc_at<T, ROWS>(w, xq, y, rows, cols, block, residual);
 }
 
-template <class T, class V0, class V1 = V0, class V2 = V0>
+// Rows per block of a code of the variants V0..V3 (0: not one of them).
+template <class V0, class V1, class V2, class V3>
+RF_DEVICE rf_u32 rf_mvq_code_rows(rf_u32 code) {
+    if (code != (rf_u32)V0::CODE && code != (rf_u32)V1::CODE && code != (rf_u32)V2::CODE &&
+        code != (rf_u32)V3::CODE) {
+        return 0;
+    }
+    return code / 16 == 1 ? (code % 16) * RF_MVQ_WAVES : code % 16;
+}
+
+template <class T, class V0, class V1 = V0, class V2 = V0, class V3 = V0>
 RF_DEVICE void rf_mvqx(const rf_u8* w0, const rf_u8* w1, const rf_u8* w2, const rf_u8* xq,
                        const float* residual, float* y0, float* y1, float* y2, rf_u32 rows0,
                        rf_u32 rows1, rf_u32 rows2, rf_u32 cols, rf_u32 codes) {
     const rf_u32 c0 = codes & 255u, c1 = (codes >> 8) & 255u, c2 = (codes >> 16) & 255u;
-    const rf_u32 rpb0 = rf_mvq_code_rows<V0, V1, V2>(c0);
-    const rf_u32 rpb1 = rf_mvq_code_rows<V0, V1, V2>(c1);
-    const rf_u32 rpb2 = rf_mvq_code_rows<V0, V1, V2>(c2);
+    const rf_u32 rpb0 = rf_mvq_code_rows<V0, V1, V2, V3>(c0);
+    const rf_u32 rpb1 = rf_mvq_code_rows<V0, V1, V2, V3>(c1);
+    const rf_u32 rpb2 = rf_mvq_code_rows<V0, V1, V2, V3>(c2);
     // Blocks per matrix, in 64 bits: rows + rpb - 1 may pass 2^32.
     const rf_u64 nb0 = rpb0 ? ((rf_u64)rows0 + rpb0 - 1) / rpb0 : 0;
     const rf_u64 nb1 = rpb1 ? ((rf_u64)rows1 + rpb1 - 1) / rpb1 : 0;
@@ -597,25 +816,18 @@ RF_DEVICE void rf_mvqx(const rf_u8* w0, const rf_u8* w1, const rf_u8* w2, const 
         return;  // past the last matrix's blocks
     }
     // b < nb of the matrix: its first row, b * rows per block, is below rows (< 2^32).
-    // code is one of V0..V2's (nb > 0 only for those). The conditions on the variants are
+    // code is one of V0..V3's (nb > 0 only for those). The conditions on the variants are
     // constant: a kernel holds one instance per distinct variant.
     const rf_u32 block = (rf_u32)b;
-    if ((int)V1::CODE == (int)V0::CODE) {
+    const int k0 = V0::CODE, k1 = V1::CODE, k2 = V2::CODE, k3 = V3::CODE;
+    if (code == (rf_u32)k0) {
         rf_mvq_run<T>(V0(), w, xq, y, rows, cols, block, res);
-    } else if ((int)V2::CODE == (int)V0::CODE || (int)V2::CODE == (int)V1::CODE) {
-        if (code == (rf_u32)V0::CODE) {
-            rf_mvq_run<T>(V0(), w, xq, y, rows, cols, block, res);
-        } else {
-            rf_mvq_run<T>(V1(), w, xq, y, rows, cols, block, res);
-        }
-    } else {
-        if (code == (rf_u32)V0::CODE) {
-            rf_mvq_run<T>(V0(), w, xq, y, rows, cols, block, res);
-        } else if (code == (rf_u32)V1::CODE) {
-            rf_mvq_run<T>(V1(), w, xq, y, rows, cols, block, res);
-        } else {
-            rf_mvq_run<T>(V2(), w, xq, y, rows, cols, block, res);
-        }
+    } else if (k1 != k0 && code == (rf_u32)k1) {
+        rf_mvq_run<T>(V1(), w, xq, y, rows, cols, block, res);
+    } else if (k2 != k0 && k2 != k1 && code == (rf_u32)k2) {
+        rf_mvq_run<T>(V2(), w, xq, y, rows, cols, block, res);
+    } else if (k3 != k0 && k3 != k1 && k3 != k2) {
+        rf_mvq_run<T>(V3(), w, xq, y, rows, cols, block, res);
     }
 }
 
@@ -628,14 +840,19 @@ RF_DEVICE void rf_mvqx(const rf_u8* w0, const rf_u8* w1, const rf_u8* w2, const 
 // One kernel per variant the launcher can choose (quant_ops.rs: mvq_variant, mvqx_kernels).
 extern "C" __global__ void rf_mvqx_q4_0(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q4_0, RF_MVQ_D(RF_MVQ_ROWS_q4_0)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q4_0_r1(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q4_0, RF_MVQ_D(1)>(RF_MVQX_ARGS); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvqx_q4_0_c2(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q4_0, RF_MVQ_C(2)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q4_1(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q4_1, RF_MVQ_D(RF_MVQ_ROWS_q4_1)>(RF_MVQX_ARGS); }
-extern "C" __global__ void rf_mvqx_q5_0(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q5_0, RF_MVQ_D(RF_MVQ_ROWS_q5_0)>(RF_MVQX_ARGS); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvqx_q4_1_c2(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q4_1, RF_MVQ_C(2)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q5_0_s1(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q5_0, RF_MVQ_S(1)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q5_0_s2(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q5_0, RF_MVQ_S(2)>(RF_MVQX_ARGS); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvqx_q5_0_c2(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q5_0, RF_MVQ_C(2)>(RF_MVQX_ARGS); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvqx_q5_0_c4(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q5_0, RF_MVQ_C(4)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q5_1(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q5_1, RF_MVQ_D(RF_MVQ_ROWS_q5_1)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q5_1_s2(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q5_1, RF_MVQ_S(2)>(RF_MVQX_ARGS); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvqx_q5_1_c2(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q5_1, RF_MVQ_C(2)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q8_0_r1(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q8_0, RF_MVQ_D(1)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q8_0_s1(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q8_0, RF_MVQ_S(1)>(RF_MVQX_ARGS); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvqx_q8_0_c2(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q8_0, RF_MVQ_C(2)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q2_K_s1(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q2_K, RF_MVQ_S(1)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q2_K_s2(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q2_K, RF_MVQ_S(2)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q3_K_s1(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q3_K, RF_MVQ_S(1)>(RF_MVQX_ARGS); }
@@ -649,10 +866,11 @@ extern "C" __global__ void rf_mvqx_q6_K_s2(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q6
 
 // Matrices on different variants of the type (e.g. Q on a staged kernel, K and V on a
 // direct one): the variants in the order of mvqx_kernels.
-extern "C" __global__ void rf_mvqx_q4_0_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q4_0, RF_MVQ_D(RF_MVQ_ROWS_q4_0), RF_MVQ_D(1)>(RF_MVQX_ARGS); }
-extern "C" __global__ void rf_mvqx_q5_0_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q5_0, RF_MVQ_D(RF_MVQ_ROWS_q5_0), RF_MVQ_S(1), RF_MVQ_S(2)>(RF_MVQX_ARGS); }
-extern "C" __global__ void rf_mvqx_q5_1_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q5_1, RF_MVQ_D(RF_MVQ_ROWS_q5_1), RF_MVQ_S(2)>(RF_MVQX_ARGS); }
-extern "C" __global__ void rf_mvqx_q8_0_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q8_0, RF_MVQ_D(1), RF_MVQ_S(1)>(RF_MVQX_ARGS); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvqx_q4_0_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q4_0, RF_MVQ_D(RF_MVQ_ROWS_q4_0), RF_MVQ_D(1), RF_MVQ_C(2)>(RF_MVQX_ARGS); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvqx_q4_1_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q4_1, RF_MVQ_D(RF_MVQ_ROWS_q4_1), RF_MVQ_C(2)>(RF_MVQX_ARGS); }
+extern "C" __global__ void rf_mvqx_q5_0_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q5_0, RF_MVQ_S(1), RF_MVQ_S(2), RF_MVQ_C(2), RF_MVQ_C(4)>(RF_MVQX_ARGS); }
+extern "C" __global__ void rf_mvqx_q5_1_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q5_1, RF_MVQ_D(RF_MVQ_ROWS_q5_1), RF_MVQ_S(2), RF_MVQ_C(2)>(RF_MVQX_ARGS); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvqx_q8_0_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q8_0, RF_MVQ_D(1), RF_MVQ_S(1), RF_MVQ_C(2)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q2_K_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q2_K, RF_MVQ_S(1), RF_MVQ_S(2)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q3_K_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q3_K, RF_MVQ_S(1), RF_MVQ_S(2)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q4_K_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q4_K, RF_MVQ_D(1), RF_MVQ_S(1)>(RF_MVQX_ARGS); }

@@ -177,6 +177,8 @@ fn matvec_q8_add_is_matvec_q8_then_add_bit_for_bit() {
             .map(|(cols, rows)| (rows, cols))
             .collect();
         shapes.extend([(2049, 3 * k), (8192, k), (32768, k), (40001, 2 * k)]);
+        // Whole spans of 256 columns: the window kernels (rf_mvc) of the 32-element types.
+        shapes.extend([(37, 2304), (3001, 4096)]);
         for (seed, (rows, cols)) in shapes.into_iter().enumerate() {
             let seed = seed as u64;
             let bytes = weights(ty, rows, cols, 10 + seed);
@@ -208,7 +210,7 @@ fn matvec_q8_add_is_matvec_q8_then_add_bit_for_bit() {
             let what = format!(
                 "matvec_q8_add {} {rows}x{cols} ({})",
                 ty.name(),
-                QuantOps::matvec_q8_choice(ty, rows).unwrap()
+                QuantOps::matvec_q8_choice(ty, rows, cols).unwrap()
             );
             assert_same_bits(&what, &y.to_vec().unwrap(), &expected.to_vec().unwrap());
         }
@@ -233,6 +235,9 @@ fn matvec_q8_multi_is_separate_matvec_q8_calls_bit_for_bit() {
             (vec![40000, 7, 2049], k),
             (vec![40000, 8192, 7], k),
             (vec![5, 33], 3 * k),
+            // Whole spans of 256 columns (the window kernels; Q4_1 mixes two of them).
+            (vec![4096, 1024, 1024], 4096),
+            (vec![3001, 200, 41], 2304),
         ];
         let mut mixed = false;
         for (seed, (rows, cols)) in cases.into_iter().enumerate() {
@@ -258,7 +263,7 @@ fn matvec_q8_multi_is_separate_matvec_q8_calls_bit_for_bit() {
                 .matvec_q8_multi(&g.stream, &refs, xq.as_slice(), &mut ys)
                 .unwrap();
             drop(ys);
-            let choice = QuantOps::matvec_q8_multi_choice(ty, &rows).unwrap();
+            let choice = QuantOps::matvec_q8_multi_choice(ty, &rows, cols).unwrap();
             mixed |= choice.ends_with("_mixed");
             for (m, (out, exp)) in outs.iter().zip(&expected).enumerate() {
                 let what = format!(
@@ -268,6 +273,8 @@ fn matvec_q8_multi_is_separate_matvec_q8_calls_bit_for_bit() {
                 assert_same_bits(&what, &out.to_vec().unwrap(), exp);
             }
         }
+        // Q4_1's two variants differ by width only (the window kernel for whole spans of
+        // 256 columns), which the matrices of one launch share.
         assert!(
             mixed || ty == GgmlType::Q4_1,
             "{}: a launch mixed kernel variants",

@@ -95,13 +95,33 @@ const QUANTIZE_THREADS: u32 = 256;
 /// `rf_mvq_<type><suffix>`: `""` is the direct kernel (`rf_mvq`) with
 /// [`MVQ_DEFAULT_ROWS`] rows per block, `_r<n>` the direct kernel with `n` rows per block
 /// (its waves split each row's chunks), `_s<n>` the staged kernel (`rf_mvqs`: weights
-/// through shared memory with 16-byte loads) with `n` rows per wave.
+/// through shared memory with 16-byte loads) with `n` rows per wave, `_c<n>` the window
+/// kernel (`rf_mvc`: coalesced 16-byte loads realigned in registers; only for a multiple
+/// of [`WINDOW_SPAN_COLS`] columns and 16-byte-aligned weights) with `n` rows per block.
 fn mvq_kernels(ty: GgmlType) -> &'static [&'static str] {
     match ty {
-        GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4_K => &["", "_r1", "_r2", "_s1", "_s2"],
+        GgmlType::Q4_0 | GgmlType::Q8_0 => &["", "_r1", "_r2", "_s1", "_s2", "_c2", "_c4"],
+        GgmlType::Q4_K => &["", "_r1", "_r2", "_s1", "_s2"],
         GgmlType::Q6_K => &["", "_r2", "_s1", "_s2"],
+        GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 => &["", "_s1", "_s2", "_c2", "_c4"],
         _ => &["", "_s1", "_s2"],
     }
+}
+
+/// Columns of a span of the window kernels (`rf_mvc`: 8 blocks of 32, whose bytes are
+/// whole 16-byte words for every type it decodes).
+const WINDOW_SPAN_COLS: usize = 256;
+
+/// Whether `suffix` names a window kernel (`_c<n>`: `rf_mvc` in quant_q8.hip).
+fn is_window(suffix: &str) -> bool {
+    suffix.starts_with("_c")
+}
+
+/// Whether the window kernels can run a matrix of `cols` columns: rows of whole spans.
+/// With the 16-byte alignment [`GpuWeights::new`] checks, every row then starts on a
+/// 16-byte boundary, which the kernels' loads need.
+fn window_fits(cols: usize) -> bool {
+    cols % WINDOW_SPAN_COLS == 0
 }
 
 /// Rows per block of the kernel with `suffix` (see [`mvq_kernels`]).
@@ -111,6 +131,8 @@ fn mvq_rows_per_block(suffix: &str) -> usize {
         n(d)
     } else if let Some(d) = suffix.strip_prefix("_s") {
         n(d) * MVQ_WAVES as usize
+    } else if let Some(d) = suffix.strip_prefix("_c") {
+        n(d)
     } else {
         MVQ_DEFAULT_ROWS
     }
@@ -122,20 +144,23 @@ fn mvq_rows_per_block(suffix: &str) -> usize {
 /// kernel measured on the H100 at Llama-3-8B shapes (kernel_bench --variants, replayed
 /// from graphs; differences under about 5% are within that measurement's noise). Not
 /// tuned for other devices.
-fn mvq_variant(ty: GgmlType, rows: usize) -> &'static str {
+fn mvq_variant(ty: GgmlType, rows: usize, window: bool) -> &'static str {
     let small = rows <= 2048;
     let huge = rows >= 32768;
-    let tall = rows >= 8192;
     match ty {
+        GgmlType::Q5_0 if window && huge => "_c4",
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0
+            if window =>
+        {
+            "_c2"
+        }
         GgmlType::Q4_0 if small => "_r1",
         GgmlType::Q4_0 | GgmlType::Q4_1 => "",
         GgmlType::Q8_0 if huge => "_s1",
         GgmlType::Q8_0 => "_r1",
         GgmlType::Q4_K if small => "_r1",
         GgmlType::Q4_K => "_s1",
-        GgmlType::Q5_0 if huge => "_s2",
-        GgmlType::Q5_0 if tall => "",
-        GgmlType::Q5_1 if huge => "_s2",
+        GgmlType::Q5_0 | GgmlType::Q5_1 if huge => "_s2",
         GgmlType::Q5_1 => "",
         GgmlType::Q2_K if small => "_s1",
         GgmlType::Q2_K => "_s2",
@@ -193,11 +218,12 @@ struct Q8Kernels {
 /// [`mvq_variant`] and quant_q8.hip).
 fn mvqx_kernels(ty: GgmlType) -> &'static [&'static str] {
     match ty {
-        GgmlType::Q4_0 => &["", "_r1"],
-        GgmlType::Q4_1 => &[""],
-        GgmlType::Q5_0 => &["", "_s1", "_s2"],
-        GgmlType::Q5_1 => &["", "_s2"],
-        GgmlType::Q8_0 | GgmlType::Q4_K => &["_r1", "_s1"],
+        GgmlType::Q4_0 => &["", "_r1", "_c2"],
+        GgmlType::Q4_1 => &["", "_c2"],
+        GgmlType::Q5_0 => &["_s1", "_s2", "_c2", "_c4"],
+        GgmlType::Q5_1 => &["", "_s2", "_c2"],
+        GgmlType::Q8_0 => &["_r1", "_s1", "_c2"],
+        GgmlType::Q4_K => &["_r1", "_s1"],
         GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q5_K | GgmlType::Q6_K => &["_s1", "_s2"],
         _ => &[],
     }
@@ -205,13 +231,16 @@ fn mvqx_kernels(ty: GgmlType) -> &'static [&'static str] {
 
 /// The `rf_mvqx` kernels' code of the variant with `suffix` (see [`mvq_kernels`]):
 /// `16 · family + rows`, family 0 for the direct kernel with `rows` rows per block, 1 for
-/// the staged kernel with `rows` rows per wave (`rf_mvqv` in quant_q8.hip).
+/// the staged kernel with `rows` rows per wave, 2 for the window kernel with `rows` rows
+/// per block (`rf_mvqv` in quant_q8.hip).
 fn mvq_code(suffix: &str) -> u32 {
     let n = |digits: &str| digits.parse::<u32>().unwrap_or(1);
     if let Some(d) = suffix.strip_prefix("_r") {
         n(d)
     } else if let Some(d) = suffix.strip_prefix("_s") {
         16 + n(d)
+    } else if let Some(d) = suffix.strip_prefix("_c") {
+        32 + n(d)
     } else {
         MVQ_DEFAULT_ROWS as u32
     }
@@ -641,7 +670,7 @@ impl QuantOps {
         y: DeviceSliceMut<f32>,
     ) -> Result<()> {
         const OP: &str = "matvec_q8";
-        let suffix = mvq_variant(w.ty, w.rows);
+        let suffix = mvq_variant(w.ty, w.rows, window_fits(w.cols));
         let (k, rows_per_block) =
             self.q8
                 .matvec
@@ -650,7 +679,7 @@ impl QuantOps {
                     op: OP,
                     type_name: w.ty.name().to_string(),
                 })?;
-        self.launch_mvq(OP, k, *rows_per_block, stream, w, xq, y)
+        self.launch_mvq(OP, suffix, k, *rows_per_block, stream, w, xq, y)
     }
 
     /// `y = residual + W · x̂`: [`QuantOps::matvec_q8`] with the residual added in the
@@ -696,9 +725,10 @@ impl QuantOps {
     /// counts: `rf_mvqx_` + this name; `None` for a type without an integer kernel or no
     /// matrices.
     #[doc(hidden)]
-    pub fn matvec_q8_multi_choice(ty: GgmlType, rows: &[usize]) -> Option<String> {
-        let first = mvq_variant(ty, *rows.first()?);
-        let same = rows.iter().all(|&r| mvq_variant(ty, r) == first);
+    pub fn matvec_q8_multi_choice(ty: GgmlType, rows: &[usize], cols: usize) -> Option<String> {
+        let window = window_fits(cols);
+        let first = mvq_variant(ty, *rows.first()?, window);
+        let same = rows.iter().all(|&r| mvq_variant(ty, r, window) == first);
         matvec_reads_q8(ty).then(|| {
             let suffix = if same { first } else { MVQX_MIXED };
             format!("{}{suffix}", ty.name())
@@ -796,7 +826,10 @@ impl QuantOps {
                 ));
             }
         }
-        let suffixes: Vec<&'static str> = ws.iter().map(|w| mvq_variant(ty, w.rows)).collect();
+        let suffixes: Vec<&'static str> = ws
+            .iter()
+            .map(|w| mvq_variant(ty, w.rows, window_fits(w.cols)))
+            .collect();
         let key = if suffixes.iter().all(|&s| s == suffixes[0]) {
             suffixes[0]
         } else {
@@ -900,13 +933,13 @@ impl QuantOps {
                 .iter()
                 .find(|((t, s), _)| *t == w.ty && *s == suffix)
         });
-        let Some((_, (k, rows_per_block))) = entry else {
+        let Some(((_, suffix), (k, rows_per_block))) = entry else {
             return Err(Error::UnsupportedType {
                 op: OP,
                 type_name: format!("{} (variant {variant})", w.ty.name()),
             });
         };
-        self.launch_mvq(OP, k, *rows_per_block, stream, w, xq, y)
+        self.launch_mvq(OP, suffix, k, *rows_per_block, stream, w, xq, y)
     }
 
     /// The kernels of `ty` that [`QuantOps::matvec_q8_variant`] takes (empty for a type
@@ -925,13 +958,16 @@ impl QuantOps {
     /// The kernel [`QuantOps::matvec_q8`] runs for `rows` rows of `ty`, as a variant name
     /// of [`QuantOps::matvec_q8_variant`]; `None` for a type without an integer kernel.
     #[doc(hidden)]
-    pub fn matvec_q8_choice(ty: GgmlType, rows: usize) -> Option<String> {
-        matvec_reads_q8(ty).then(|| format!("{}{}", ty.name(), mvq_variant(ty, rows)))
+    pub fn matvec_q8_choice(ty: GgmlType, rows: usize, cols: usize) -> Option<String> {
+        let window = window_fits(cols);
+        matvec_reads_q8(ty).then(|| format!("{}{}", ty.name(), mvq_variant(ty, rows, window)))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn launch_mvq(
         &self,
         op: &'static str,
+        suffix: &str,
         k: &MvqKernel,
         rows_per_block: usize,
         stream: &Stream,
@@ -967,6 +1003,16 @@ impl QuantOps {
             return Err(shape_error(
                 op,
                 "xq must start at a 16-byte-aligned device address",
+            ));
+        }
+        if is_window(suffix) && !window_fits(w.cols) {
+            return Err(shape_error(
+                op,
+                format!(
+                    "kernel {}{suffix} needs a multiple of {WINDOW_SPAN_COLS} columns ({} columns)",
+                    w.ty.name(),
+                    w.cols
+                ),
             ));
         }
         let blocks = u32::try_from(w.rows.div_ceil(rows_per_block))
@@ -1161,7 +1207,11 @@ mod tests {
 
     #[test]
     fn mvq_tables_match_the_kernel_source() {
-        let src = QUANT_Q8.source;
+        // The launch bounds of some kernels (RF_MVC_BOUNDS) do not change what they run.
+        let src = QUANT_Q8
+            .source
+            .replace("__global__ RF_MVC_BOUNDS void", "__global__ void");
+        let src = src.as_str();
         assert!(src.contains(&format!("#define RF_MVQ_WAVES {MVQ_WAVES}\n")));
         for ty in Q8_MATVEC_TYPES {
             let name = ty.name();
@@ -1179,6 +1229,9 @@ mod tests {
                     Some(b'r') => {
                         format!("void {kernel}(RF_MVQ_PARAMS) {{ rf_mvq<rf_q8dot_{name}, {rows}>(")
                     }
+                    Some(b'c') => {
+                        format!("void {kernel}(RF_MVQ_PARAMS) {{ rf_mvc<rf_q8dot_{name}, {rows}>(")
+                    }
                     Some(_) => format!(
                         "void {kernel}(RF_MVQ_PARAMS) {{ rf_mvqs<rf_q8dot_{name}, {}>(",
                         rows / MVQ_WAVES as usize
@@ -1187,7 +1240,9 @@ mod tests {
                 assert!(src.contains(&body), "quant_q8.hip has {body}");
             }
             for rows in [1, 1024, 2048, 4096, 14336, 32768, 128256] {
-                assert!(mvq_kernels(ty).contains(&mvq_variant(ty, rows)));
+                for window in [false, true] {
+                    assert!(mvq_kernels(ty).contains(&mvq_variant(ty, rows, window)));
+                }
             }
         }
         // Every listed matvec kernel is in a table.
@@ -1212,12 +1267,18 @@ mod tests {
 
     #[test]
     fn mvqx_tables_match_mvq_variant_and_the_kernel_source() {
-        let src = QUANT_Q8.source;
+        // The launch bounds of some kernels (RF_MVC_BOUNDS) do not change what they run.
+        let src = QUANT_Q8
+            .source
+            .replace("__global__ RF_MVC_BOUNDS void", "__global__ void");
+        let src = src.as_str();
         let template_arg = |name: &str, suffix: &str| -> String {
             if let Some(n) = suffix.strip_prefix("_r") {
                 format!("RF_MVQ_D({n})")
             } else if let Some(n) = suffix.strip_prefix("_s") {
                 format!("RF_MVQ_S({n})")
+            } else if let Some(n) = suffix.strip_prefix("_c") {
+                format!("RF_MVQ_C({n})")
             } else {
                 format!("RF_MVQ_D(RF_MVQ_ROWS_{name})")
             }
@@ -1228,7 +1289,11 @@ mod tests {
             let table = mvqx_kernels(ty);
             // Every variant mvq_variant picks has a kernel, and every kernel is picked.
             for rows in MVQ_ROW_SWEEP.into_iter().chain([128_256, 1 << 20]) {
-                assert!(table.contains(&mvq_variant(ty, rows)), "{name} {rows} rows");
+                for window in [false, true] {
+                    let v = mvq_variant(ty, rows, window);
+                    assert!(table.contains(&v), "{name} {rows} rows");
+                    assert_eq!(is_window(v), window && table.iter().any(|s| is_window(s)));
+                }
             }
             for suffix in table {
                 assert!(
@@ -1236,7 +1301,11 @@ mod tests {
                     "{name}{suffix} is a variant"
                 );
                 assert!(
-                    MVQ_ROW_SWEEP.iter().any(|&r| mvq_variant(ty, r) == *suffix),
+                    MVQ_ROW_SWEEP.iter().any(|&r| {
+                        [false, true]
+                            .iter()
+                            .any(|&win| mvq_variant(ty, r, win) == *suffix)
+                    }),
                     "{name}{suffix} is chosen for some shape"
                 );
                 let kernel = format!("rf_mvqx_{name}{suffix}");
@@ -1270,13 +1339,13 @@ mod tests {
             // The codes agree with rf_mvqv (16 · family + rows) and the rows per block.
             for suffix in mvq_kernels(ty) {
                 let code = mvq_code(suffix) as usize;
-                let rows = if code < 16 {
-                    code
-                } else {
+                let rows = if code / 16 == 1 {
                     (code - 16) * MVQ_WAVES as usize
+                } else {
+                    code % 16
                 };
                 assert_eq!(rows, mvq_rows_per_block(suffix), "{name}{suffix}");
-                assert!(code < 32 && code % 16 > 0, "codes fit a byte and are not 0");
+                assert!(code < 48 && code % 16 > 0, "codes fit a byte and are not 0");
             }
         }
         assert_eq!(
@@ -1295,30 +1364,52 @@ mod tests {
 
     #[test]
     fn mvqx_choice_runs_one_variant_when_the_shapes_agree() {
-        let pick = |ty, rows: &[usize]| QuantOps::matvec_q8_multi_choice(ty, rows).unwrap();
-        // SmolLM2-135M: Q 576, K and V 192 rows; gate and up 1536.
-        assert_eq!(pick(GgmlType::Q8_0, &[576, 192, 192]), "q8_0_r1");
-        assert_eq!(pick(GgmlType::Q4_K, &[1536, 1536]), "q4_K_r1");
+        let pick =
+            |ty, rows: &[usize], cols| QuantOps::matvec_q8_multi_choice(ty, rows, cols).unwrap();
+        // SmolLM2-135M: Q 576, K and V 192 rows over 576 columns (no window kernel).
+        assert_eq!(pick(GgmlType::Q8_0, &[576, 192, 192], 576), "q8_0_r1");
+        assert_eq!(pick(GgmlType::Q4_K, &[1536, 1536], 576), "q4_K_r1");
         // Llama-3-8B: Q 4096 (staged), K and V 1024 (direct) for Q4_K.
-        assert_eq!(pick(GgmlType::Q4_K, &[4096, 1024, 1024]), "q4_K_mixed");
-        assert_eq!(pick(GgmlType::Q6_K, &[14336, 14336]), "q6_K_s1");
-        assert_eq!(pick(GgmlType::Q4_1, &[4096, 1024, 1024]), "q4_1");
-        assert_eq!(QuantOps::matvec_q8_multi_choice(GgmlType::F16, &[4]), None);
-        assert_eq!(QuantOps::matvec_q8_multi_choice(GgmlType::Q4_0, &[]), None);
+        assert_eq!(
+            pick(GgmlType::Q4_K, &[4096, 1024, 1024], 4096),
+            "q4_K_mixed"
+        );
+        assert_eq!(pick(GgmlType::Q6_K, &[14336, 14336], 4096), "q6_K_s1");
+        assert_eq!(pick(GgmlType::Q4_1, &[4096, 1024, 1024], 576), "q4_1");
+        assert_eq!(pick(GgmlType::Q4_1, &[4096, 1024, 1024], 4096), "q4_1_c2");
+        assert_eq!(pick(GgmlType::Q4_0, &[4096, 1024, 1024], 4096), "q4_0_c2");
+        assert_eq!(pick(GgmlType::Q5_0, &[128256, 1024], 4096), "q5_0_mixed");
+        assert_eq!(pick(GgmlType::Q8_0, &[4096, 1024, 1024], 4096), "q8_0_c2");
+        assert_eq!(
+            QuantOps::matvec_q8_multi_choice(GgmlType::F16, &[4], 4096),
+            None
+        );
+        assert_eq!(
+            QuantOps::matvec_q8_multi_choice(GgmlType::Q4_0, &[], 4096),
+            None
+        );
     }
 
     #[test]
     fn mvq_choice_follows_the_h100_measurements() {
-        let pick = |ty, rows| QuantOps::matvec_q8_choice(ty, rows).unwrap();
+        // Widths that are not whole spans of 256 (576: SmolLM2), then Llama-3-8B's.
+        let pick = |ty, rows| QuantOps::matvec_q8_choice(ty, rows, 576).unwrap();
         assert_eq!(pick(GgmlType::Q4_0, 1024), "q4_0_r1");
         assert_eq!(pick(GgmlType::Q4_0, 14336), "q4_0");
         assert_eq!(pick(GgmlType::Q8_0, 4096), "q8_0_r1");
         assert_eq!(pick(GgmlType::Q8_0, 128256), "q8_0_s1");
+        assert_eq!(pick(GgmlType::Q5_0, 14336), "q5_0_s1");
+        assert_eq!(pick(GgmlType::Q5_0, 4096), "q5_0_s1");
+        let pick = |ty, rows| QuantOps::matvec_q8_choice(ty, rows, 4096).unwrap();
+        assert_eq!(pick(GgmlType::Q4_0, 1024), "q4_0_c2");
+        assert_eq!(pick(GgmlType::Q4_0, 14336), "q4_0_c2");
+        assert_eq!(pick(GgmlType::Q5_0, 128256), "q5_0_c4");
+        assert_eq!(pick(GgmlType::Q8_0, 128256), "q8_0_c2");
+        assert_eq!(pick(GgmlType::Q4_1, 1024), "q4_1_c2");
+        assert_eq!(pick(GgmlType::Q4_1, 4096), "q4_1_c2");
         assert_eq!(pick(GgmlType::Q4_K, 4096), "q4_K_s1");
         assert_eq!(pick(GgmlType::Q6_K, 128256), "q6_K_s2");
-        assert_eq!(pick(GgmlType::Q5_0, 14336), "q5_0");
-        assert_eq!(pick(GgmlType::Q5_0, 4096), "q5_0_s1");
-        assert_eq!(QuantOps::matvec_q8_choice(GgmlType::F16, 4096), None);
+        assert_eq!(QuantOps::matvec_q8_choice(GgmlType::F16, 4096, 4096), None);
         assert_eq!(mvq_rows_per_block(""), 4);
         assert_eq!(mvq_rows_per_block("_r1"), 1);
         assert_eq!(mvq_rows_per_block("_s2"), 8);
