@@ -623,9 +623,16 @@ impl<B: Backend> Model<B> {
         {
             let n_out = out_rows.len();
             b.gather_rows(&acts.x, c.n_embd, out_rows, xo)?;
-            b.rms_norm(xo, &self.output_norm, eps, n_out, xo_norm)?;
             let output = self.output.as_ref().unwrap_or(&self.token_embd);
-            b.linear(output, None, xo_norm, n_out, logits)?;
+            // Fused where the backend has it (the GPU: norm + activation quantization).
+            b.rms_norm_linear_shared(
+                xo,
+                &self.output_norm,
+                eps,
+                n_out,
+                xo_norm,
+                &mut [(output, None, &mut *logits)],
+            )?;
         }
         Ok(())
     }

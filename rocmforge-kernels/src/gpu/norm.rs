@@ -11,8 +11,10 @@ use crate::cpu::q8_activations::{q8_activation_bytes, q8_row_bytes};
 use crate::error::shape_error;
 use crate::{Result, NORM};
 
-/// Threads per row block: a multiple of every wave size.
-const ROW_BLOCK: u32 = 256;
+/// Threads per row block: a multiple of every wave size, and the most a block takes, so
+/// that a decode step's single row is spread over as many lanes as one block has (4
+/// values each for a 4096-wide row: one batch of loads per pass).
+const ROW_BLOCK: u32 = 1024;
 
 /// The kernels of `norm.hip`.
 #[derive(Debug, Clone)]
