@@ -54,7 +54,9 @@ extern "C" __global__ void rf_rms_norm_f32(const float* __restrict__ x, const fl
     __shared__ float scratch[1024 / 32];
     const rf_u64 row = blockIdx.x;
     float* outr = out + row * n;
-    rf_rms_norm_row(x + row * n, weight, n, eps, scratch, [&](rf_u32 i, float y) { outr[i] = y; });
+    rf_rms_norm_row(x + row * n, weight, n, eps, scratch, [&](rf_u32 i, float y) {
+        outr[i] = y;
+    });
 }
 
 // out = (x - mean) / sqrt(var + eps) * weight + bias   (has_bias: 0 or 1)

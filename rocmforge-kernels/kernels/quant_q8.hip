@@ -563,30 +563,117 @@ __host__ __device__ constexpr rf_u32 rf_mvc_max_at(rf_u32 block_bytes) {
     return at;
 }
 
+// 16-byte words of a span (256 elements: 8 blocks of 32, or one K-quant super-block).
+template <class T>
+struct rf_mvc_span {
+    enum { WORDS = (RF_MVC_SPAN_BLOCKS / T::BLOCK_CHUNKS) * T::BLOCK_BYTES / 16 };
+};
+
+// Chunk k (32 elements) of the span at `span` times the activation block (x, xd, xs):
+// for the 32-element types, block k through its window, realigned in registers.
+template <class T>
+RF_DEVICE float rf_mvc_span_dot(const rf_q8_word* __restrict__ span, rf_u32 k, const int* x,
+                                float xd, float xs) {
+    enum {
+        BB = T::BLOCK_BYTES,
+        SPAN_WORDS = rf_mvc_span<T>::WORDS,
+        NB = (BB + 3) / 4,  // 32-bit words of a block
+        // 16-byte words of a lane's window, from the one its block starts in.
+        WIN = (rf_mvc_max_at(BB) + BB + 15) / 16,
+    };
+    // Block k of a span: 16-byte word `first`, byte `at` of it.
+    const rf_u32 first = BB * k / 16, at = BB * k % 16;
+    const rf_u32 m = at / 4, shift = 8 * (at % 4);
+    rf_u32 u[4 * WIN];
+#pragma unroll
+    for (int j = 0; j < WIN; ++j) {
+        // Past the span's end only for bytes the block does not use.
+        const rf_u32 i = first + j < SPAN_WORDS ? first + j : SPAN_WORDS - 1;
+        const rf_q8_word v = span[i];
+        u[4 * j] = v.x;
+        u[4 * j + 1] = v.y;
+        u[4 * j + 2] = v.z;
+        u[4 * j + 3] = v.w;
+    }
+    // The block's bytes as words from its first byte on.
+    rf_u32 bw[NB];
+    rf_u32 lo = rf_mvc_pick(u, m, 0);
+#pragma unroll
+    for (int i = 0; i < NB; ++i) {
+        const rf_u32 hi = rf_mvc_pick(u, m, i + 1);
+        bw[i] = shift == 0 ? lo : (lo >> shift) | (hi << (32 - shift));
+        lo = hi;
+    }
+    return T::dot_block(bw, x, xd, xs);
+}
+
+// The 6-bit scale and min of chunk c (0..7) of a Q4_K/Q5_K super-block from its scale
+// bytes 0..11 held in the words s0, s1, s2 (ggml's get_scale_min_k4).
+RF_DEVICE void rf_mvc_scale_min_k4(rf_u32 c, rf_u32 s0, rf_u32 s1, rf_u32 s2, rf_u32* sc,
+                                   rf_u32* mn) {
+    const rf_u32 sh = 8 * (c % 4);
+    if (c < 4) {
+        *sc = (s0 >> sh) & 63u;
+        *mn = (s1 >> sh) & 63u;
+    } else {
+        *sc = ((s2 >> sh) & 0xfu) | (((s0 >> sh) >> 6 & 3u) << 4);
+        *mn = ((s2 >> sh) >> 4 & 0xfu) | (((s1 >> sh) >> 6 & 3u) << 4);
+    }
+}
+
+// Q4_K: the super-block is 9 aligned 16-byte words — d, dmin and the scales in word 0,
+// chunk c's 32 nibbles in words 1 + 2(c/2) and 2 + 2(c/2) (low nibbles for even c). No
+// realignment: three 16-byte loads per chunk.
+template <>
+RF_DEVICE float rf_mvc_span_dot<rf_q8dot_q4_K>(const rf_q8_word* __restrict__ span, rf_u32 c,
+                                               const int* x, float xd, float xs) {
+    const rf_q8_word h = span[0], qa = span[1 + 2 * (c / 2)], qb = span[2 + 2 * (c / 2)];
+    rf_u32 sc, mn;
+    rf_mvc_scale_min_k4(c, h.y, h.z, h.w, &sc, &mn);
+    const rf_u32 q[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
+    const rf_u32 sh = 4 * (c % 2);
+    int s = 0;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) s = rf_dot4_i8((int)((q[j] >> sh) & 0x0f0f0f0fu), x[j], s);
+    return rf_q8_half_lo(h.x) * (float)sc * xd * (float)s - rf_q8_half_hi(h.x) * (float)mn * xs;
+}
+
+// Q5_K: 11 aligned words — word 0 as Q4_K's, the 5th bits (bit c of each qh byte) in
+// words 1-2, chunk c's nibbles in words 3 + 2(c/2) and 4 + 2(c/2).
+template <>
+RF_DEVICE float rf_mvc_span_dot<rf_q8dot_q5_K>(const rf_q8_word* __restrict__ span, rf_u32 c,
+                                               const int* x, float xd, float xs) {
+    const rf_q8_word h = span[0], ha = span[1], hb = span[2];
+    const rf_q8_word qa = span[3 + 2 * (c / 2)], qb = span[4 + 2 * (c / 2)];
+    rf_u32 sc, mn;
+    rf_mvc_scale_min_k4(c, h.y, h.z, h.w, &sc, &mn);
+    const rf_u32 q[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
+    const rf_u32 qh[8] = {ha.x, ha.y, ha.z, ha.w, hb.x, hb.y, hb.z, hb.w};
+    const rf_u32 sh = 4 * (c % 2);
+    int s = 0;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+        const rf_u32 v = ((q[j] >> sh) & 0x0f0f0f0fu) | (((qh[j] >> c) & 0x01010101u) << 4);
+        s = rf_dot4_i8((int)v, x[j], s);
+    }
+    return rf_q8_half_lo(h.x) * (float)sc * xd * (float)s - rf_q8_half_hi(h.x) * (float)mn * xs;
+}
+
 template <class T, int ROWS>
 RF_DEVICE void rf_mvc_at(const rf_u8* __restrict__ w, const rf_u8* __restrict__ xq,
                          float* __restrict__ y, rf_u32 rows, rf_u32 cols, rf_u32 block,
                          const float* __restrict__ residual) {
-    enum {
-        BB = T::BLOCK_BYTES,
-        SPAN_WORDS = RF_MVC_SPAN_BLOCKS * BB / 16,  // 16-byte words of a span of 8 blocks
-        NB = (BB + 3) / 4,                          // 32-bit words of a block
-        // 16-byte words of a lane's window, from the one its block starts in.
-        WIN = (rf_mvc_max_at(BB) + BB + 15) / 16,
-    };
+    enum { SPAN_WORDS = rf_mvc_span<T>::WORDS };
     const rf_u32 row0 = block * ROWS;
     if (row0 >= rows) return;
     const rf_u32 lane = threadIdx.x % WAVE_SIZE;
     const rf_u32 wave = threadIdx.x / WAVE_SIZE;
     const rf_u32 waves = blockDim.x / WAVE_SIZE;
-    const rf_u32 k = threadIdx.x % RF_MVC_SPAN_BLOCKS;  // the lane's block of a span
+    const rf_u32 k = threadIdx.x % RF_MVC_SPAN_BLOCKS;  // the lane's chunk of a span
     const rf_u32 group = threadIdx.x / RF_MVC_SPAN_BLOCKS;
     const rf_u32 groups = blockDim.x / RF_MVC_SPAN_BLOCKS;
     const rf_u32 spans = cols / (32 * RF_MVC_SPAN_BLOCKS);
     const rf_u64 row_words = (rf_u64)spans * SPAN_WORDS;
-    // Block k of a span: 16-byte word `first`, byte `at` of it.
-    const rf_u32 first = BB * k / 16, at = BB * k % 16;
-    const rf_u32 m = at / 4, shift = 8 * (at % 4);
     const rf_q8_word* wrs[ROWS];
     float sums[ROWS];
 #pragma unroll
@@ -605,28 +692,7 @@ RF_DEVICE void rf_mvc_at(const rf_u8* __restrict__ w, const rf_u8* __restrict__ 
         const rf_f32x2 ds = xds[blk];
 #pragma unroll
         for (int r = 0; r < ROWS; ++r) {
-            const rf_q8_word* span = wrs[r] + (rf_u64)s * SPAN_WORDS;
-            rf_u32 u[4 * WIN];
-#pragma unroll
-            for (int j = 0; j < WIN; ++j) {
-                // Past the span's end only for bytes the block does not use.
-                const rf_u32 i = first + j < SPAN_WORDS ? first + j : SPAN_WORDS - 1;
-                const rf_q8_word v = span[i];
-                u[4 * j] = v.x;
-                u[4 * j + 1] = v.y;
-                u[4 * j + 2] = v.z;
-                u[4 * j + 3] = v.w;
-            }
-            // The block's bytes as words from its first byte on.
-            rf_u32 bw[NB];
-            rf_u32 lo = rf_mvc_pick(u, m, 0);
-#pragma unroll
-            for (int i = 0; i < NB; ++i) {
-                const rf_u32 hi = rf_mvc_pick(u, m, i + 1);
-                bw[i] = shift == 0 ? lo : (lo >> shift) | (hi << (32 - shift));
-                lo = hi;
-            }
-            sums[r] += T::dot_block(bw, x, ds.x, ds.y);
+            sums[r] += rf_mvc_span_dot<T>(wrs[r] + (rf_u64)s * SPAN_WORDS, k, x, ds.x, ds.y);
         }
     }
     __shared__ float partial[1024 / 32][ROWS];
@@ -732,6 +798,10 @@ extern "C" __global__ RF_MVC_BOUNDS void rf_mvq_q5_1_c2(RF_MVQ_PARAMS) { rf_mvc<
 extern "C" __global__ RF_MVC_BOUNDS void rf_mvq_q5_1_c4(RF_MVQ_PARAMS) { rf_mvc<rf_q8dot_q5_1, 4>(w, xq, y, rows, cols); }
 extern "C" __global__ RF_MVC_BOUNDS void rf_mvq_q8_0_c2(RF_MVQ_PARAMS) { rf_mvc<rf_q8dot_q8_0, 2>(w, xq, y, rows, cols); }
 extern "C" __global__ RF_MVC_BOUNDS void rf_mvq_q8_0_c4(RF_MVQ_PARAMS) { rf_mvc<rf_q8dot_q8_0, 4>(w, xq, y, rows, cols); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvq_q4_K_c2(RF_MVQ_PARAMS) { rf_mvc<rf_q8dot_q4_K, 2>(w, xq, y, rows, cols); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvq_q4_K_c4(RF_MVQ_PARAMS) { rf_mvc<rf_q8dot_q4_K, 4>(w, xq, y, rows, cols); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvq_q5_K_c2(RF_MVQ_PARAMS) { rf_mvc<rf_q8dot_q5_K, 2>(w, xq, y, rows, cols); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvq_q5_K_c4(RF_MVQ_PARAMS) { rf_mvc<rf_q8dot_q5_K, 4>(w, xq, y, rows, cols); }
 
 // ---- several matrices in one launch, and the residual epilogue -------------------------
 //
@@ -857,10 +927,10 @@ extern "C" __global__ void rf_mvqx_q2_K_s1(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q2
 extern "C" __global__ void rf_mvqx_q2_K_s2(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q2_K, RF_MVQ_S(2)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q3_K_s1(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q3_K, RF_MVQ_S(1)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q3_K_s2(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q3_K, RF_MVQ_S(2)>(RF_MVQX_ARGS); }
-extern "C" __global__ void rf_mvqx_q4_K_r1(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q4_K, RF_MVQ_D(1)>(RF_MVQX_ARGS); }
-extern "C" __global__ void rf_mvqx_q4_K_s1(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q4_K, RF_MVQ_S(1)>(RF_MVQX_ARGS); }
-extern "C" __global__ void rf_mvqx_q5_K_s1(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q5_K, RF_MVQ_S(1)>(RF_MVQX_ARGS); }
-extern "C" __global__ void rf_mvqx_q5_K_s2(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q5_K, RF_MVQ_S(2)>(RF_MVQX_ARGS); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvqx_q4_K_c2(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q4_K, RF_MVQ_C(2)>(RF_MVQX_ARGS); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvqx_q4_K_c4(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q4_K, RF_MVQ_C(4)>(RF_MVQX_ARGS); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvqx_q5_K_c2(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q5_K, RF_MVQ_C(2)>(RF_MVQX_ARGS); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvqx_q5_K_c4(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q5_K, RF_MVQ_C(4)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q6_K_s1(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q6_K, RF_MVQ_S(1)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q6_K_s2(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q6_K, RF_MVQ_S(2)>(RF_MVQX_ARGS); }
 
@@ -873,6 +943,6 @@ extern "C" __global__ void rf_mvqx_q5_1_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot
 extern "C" __global__ RF_MVC_BOUNDS void rf_mvqx_q8_0_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q8_0, RF_MVQ_D(1), RF_MVQ_S(1), RF_MVQ_C(2)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q2_K_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q2_K, RF_MVQ_S(1), RF_MVQ_S(2)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q3_K_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q3_K, RF_MVQ_S(1), RF_MVQ_S(2)>(RF_MVQX_ARGS); }
-extern "C" __global__ void rf_mvqx_q4_K_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q4_K, RF_MVQ_D(1), RF_MVQ_S(1)>(RF_MVQX_ARGS); }
-extern "C" __global__ void rf_mvqx_q5_K_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q5_K, RF_MVQ_S(1), RF_MVQ_S(2)>(RF_MVQX_ARGS); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvqx_q4_K_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q4_K, RF_MVQ_C(2), RF_MVQ_C(4)>(RF_MVQX_ARGS); }
+extern "C" __global__ RF_MVC_BOUNDS void rf_mvqx_q5_K_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q5_K, RF_MVQ_C(2), RF_MVQ_C(4)>(RF_MVQX_ARGS); }
 extern "C" __global__ void rf_mvqx_q6_K_mixed(RF_MVQX_PARAMS) { rf_mvqx<rf_q8dot_q6_K, RF_MVQ_S(1), RF_MVQ_S(2)>(RF_MVQX_ARGS); }

@@ -206,6 +206,10 @@ pub const QUANT_Q8: KernelSource = KernelSource {
         "rf_mvq_q5_1_c4",
         "rf_mvq_q8_0_c2",
         "rf_mvq_q8_0_c4",
+        "rf_mvq_q4_K_c2",
+        "rf_mvq_q4_K_c4",
+        "rf_mvq_q5_K_c2",
+        "rf_mvq_q5_K_c4",
         "rf_mvqx_q4_0",
         "rf_mvqx_q4_0_r1",
         "rf_mvqx_q4_0_c2",
@@ -225,10 +229,10 @@ pub const QUANT_Q8: KernelSource = KernelSource {
         "rf_mvqx_q2_K_s2",
         "rf_mvqx_q3_K_s1",
         "rf_mvqx_q3_K_s2",
-        "rf_mvqx_q4_K_r1",
-        "rf_mvqx_q4_K_s1",
-        "rf_mvqx_q5_K_s1",
-        "rf_mvqx_q5_K_s2",
+        "rf_mvqx_q4_K_c2",
+        "rf_mvqx_q4_K_c4",
+        "rf_mvqx_q5_K_c2",
+        "rf_mvqx_q5_K_c4",
         "rf_mvqx_q6_K_s1",
         "rf_mvqx_q6_K_s2",
         "rf_mvqx_q4_0_mixed",
@@ -425,17 +429,13 @@ mod tests {
                 "q8_quantize.hip: {line}"
             );
         }
-        // The fused kernels compute their f32 values as the unfused kernels do.
+        // The fused kernels compute their f32 values as the unfused kernels do: the two
+        // RMSNorm kernels through the one row function, SwiGLU by the same expression.
         for (source, line) in [
             (
                 NORM,
-                "for (rf_u32 i = threadIdx.x; i < n; i += blockDim.x) sum += xr[i] * xr[i];",
+                "rf_rms_norm_row(x + row * n, weight, n, eps, scratch, [&](rf_u32 i, float y) {",
             ),
-            (
-                NORM,
-                "const float scale = 1.0f / sqrtf(sum / (float)n + eps);",
-            ),
-            (NORM, "xr[i] * scale * weight[i];"),
             (ELEMENTWISE, "rf_silu(gate[i]) * up[i];"),
         ] {
             assert_eq!(

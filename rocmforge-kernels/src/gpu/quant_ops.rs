@@ -101,7 +101,8 @@ const QUANTIZE_THREADS: u32 = 256;
 fn mvq_kernels(ty: GgmlType) -> &'static [&'static str] {
     match ty {
         GgmlType::Q4_0 | GgmlType::Q8_0 => &["", "_r1", "_r2", "_s1", "_s2", "_c2", "_c4"],
-        GgmlType::Q4_K => &["", "_r1", "_r2", "_s1", "_s2"],
+        GgmlType::Q4_K => &["", "_r1", "_r2", "_s1", "_s2", "_c2", "_c4"],
+        GgmlType::Q5_K => &["", "_s1", "_s2", "_c2", "_c4"],
         GgmlType::Q6_K => &["", "_r2", "_s1", "_s2"],
         GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 => &["", "_s1", "_s2", "_c2", "_c4"],
         _ => &["", "_s1", "_s2"],
@@ -149,6 +150,9 @@ fn mvq_variant(ty: GgmlType, rows: usize, window: bool) -> &'static str {
     let huge = rows >= 32768;
     match ty {
         GgmlType::Q5_0 if window && huge => "_c4",
+        // Every width a K-quant takes is whole spans of 256.
+        GgmlType::Q4_K | GgmlType::Q5_K if small => "_c2",
+        GgmlType::Q4_K | GgmlType::Q5_K => "_c4",
         GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0
             if window =>
         {
@@ -158,13 +162,11 @@ fn mvq_variant(ty: GgmlType, rows: usize, window: bool) -> &'static str {
         GgmlType::Q4_0 | GgmlType::Q4_1 => "",
         GgmlType::Q8_0 if huge => "_s1",
         GgmlType::Q8_0 => "_r1",
-        GgmlType::Q4_K if small => "_r1",
-        GgmlType::Q4_K => "_s1",
         GgmlType::Q5_0 | GgmlType::Q5_1 if huge => "_s2",
         GgmlType::Q5_1 => "",
         GgmlType::Q2_K if small => "_s1",
         GgmlType::Q2_K => "_s2",
-        GgmlType::Q5_K | GgmlType::Q3_K | GgmlType::Q6_K if huge => "_s2",
+        GgmlType::Q3_K | GgmlType::Q6_K if huge => "_s2",
         _ => "_s1",
     }
 }
@@ -223,8 +225,8 @@ fn mvqx_kernels(ty: GgmlType) -> &'static [&'static str] {
         GgmlType::Q5_0 => &["_s1", "_s2", "_c2", "_c4"],
         GgmlType::Q5_1 => &["", "_s2", "_c2"],
         GgmlType::Q8_0 => &["_r1", "_s1", "_c2"],
-        GgmlType::Q4_K => &["_r1", "_s1"],
-        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q5_K | GgmlType::Q6_K => &["_s1", "_s2"],
+        GgmlType::Q4_K | GgmlType::Q5_K => &["_c2", "_c4"],
+        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q6_K => &["_s1", "_s2"],
         _ => &[],
     }
 }
@@ -1292,7 +1294,9 @@ mod tests {
                 for window in [false, true] {
                     let v = mvq_variant(ty, rows, window);
                     assert!(table.contains(&v), "{name} {rows} rows");
-                    assert_eq!(is_window(v), window && table.iter().any(|s| is_window(s)));
+                    if window {
+                        assert_eq!(is_window(v), table.iter().any(|s| is_window(s)));
+                    }
                 }
             }
             for suffix in table {
@@ -1368,12 +1372,15 @@ mod tests {
             |ty, rows: &[usize], cols| QuantOps::matvec_q8_multi_choice(ty, rows, cols).unwrap();
         // SmolLM2-135M: Q 576, K and V 192 rows over 576 columns (no window kernel).
         assert_eq!(pick(GgmlType::Q8_0, &[576, 192, 192], 576), "q8_0_r1");
-        assert_eq!(pick(GgmlType::Q4_K, &[1536, 1536], 576), "q4_K_r1");
-        // Llama-3-8B: Q 4096 (staged), K and V 1024 (direct) for Q4_K.
+        assert_eq!(pick(GgmlType::Q4_0, &[1536, 1536], 576), "q4_0_r1");
+        // Q 4096 (direct, 4 rows), K and V 1024 (direct, 1 row) where the window kernel
+        // does not fit; all on the window kernel where it does.
+        assert_eq!(pick(GgmlType::Q4_0, &[4096, 1024, 1024], 576), "q4_0_mixed");
         assert_eq!(
             pick(GgmlType::Q4_K, &[4096, 1024, 1024], 4096),
             "q4_K_mixed"
         );
+        assert_eq!(pick(GgmlType::Q5_K, &[1024, 1024], 4096), "q5_K_c2");
         assert_eq!(pick(GgmlType::Q6_K, &[14336, 14336], 4096), "q6_K_s1");
         assert_eq!(pick(GgmlType::Q4_1, &[4096, 1024, 1024], 576), "q4_1");
         assert_eq!(pick(GgmlType::Q4_1, &[4096, 1024, 1024], 4096), "q4_1_c2");
@@ -1407,7 +1414,8 @@ mod tests {
         assert_eq!(pick(GgmlType::Q8_0, 128256), "q8_0_c2");
         assert_eq!(pick(GgmlType::Q4_1, 1024), "q4_1_c2");
         assert_eq!(pick(GgmlType::Q4_1, 4096), "q4_1_c2");
-        assert_eq!(pick(GgmlType::Q4_K, 4096), "q4_K_s1");
+        assert_eq!(pick(GgmlType::Q4_K, 4096), "q4_K_c4");
+        assert_eq!(pick(GgmlType::Q5_K, 1024), "q5_K_c2");
         assert_eq!(pick(GgmlType::Q6_K, 128256), "q6_K_s2");
         assert_eq!(QuantOps::matvec_q8_choice(GgmlType::F16, 4096, 4096), None);
         assert_eq!(mvq_rows_per_block(""), 4);
