@@ -14,10 +14,13 @@
 //   then 8 zero bytes when nb is odd (padding to 16).
 // A value is qs * d; q = round(x / d) as round(x * (1/d)), half away from zero.
 //
-// Weights: ggml's block layouts (quant_decode.h documents each). Each 32-element chunk
-// of a weight row (a block, or an eighth of a K-quant super-block) is split into 4
-// parts of 8 elements, one lane each: four consecutive lanes share a chunk, so a wave's
-// loads cover consecutive bytes of each row.
+// Weights: ggml's block layouts (quant_decode.h documents each). Three kernel shapes:
+// rf_mvq (direct) and rf_mvqs (staged through shared memory) split each 32-element chunk
+// of a weight row (a block, or an eighth of a K-quant super-block) into 4 parts of 8
+// elements, one lane each: four consecutive lanes share a chunk, so a wave's loads cover
+// consecutive bytes of each row. rf_mvc (the window kernel) gives each lane a whole chunk
+// and aligned 16-byte loads; the launcher (quant_ops.rs, mvq_variant) picks it wherever
+// it fits.
 
 struct alignas(8) rf_i32x2 { int x, y; };
 struct alignas(8) rf_u32x2 { rf_u32 x, y; };
@@ -529,16 +532,18 @@ RF_DEVICE void rf_mvqs(const rf_u8* __restrict__ w, const rf_u8* __restrict__ xq
 //
 // For the 32-element block types when a row is whole 16-byte words and the matrix starts
 // at a 16-byte boundary (cols a multiple of 256: a span of 8 blocks is 8 * BLOCK_BYTES
-// bytes, a multiple of 16). Eight lanes share a span, lane k decoding its block k: each
-// loads the WIN aligned 16-byte words its block lies in (the window), so a wave's load
-// instruction covers consecutive words of four spans — coalesced wide loads, where
-// rf_mvq's lanes read 2- and 4-byte pieces — and the block is realigned in registers
-// (selects and funnel shifts: it starts at an even byte of the window's first word).
+// bytes, a multiple of 16), and for Q4_K and Q5_K (a span is one super-block, already
+// whole 16-byte words). Eight lanes share a span, lane k decoding its chunk k: each loads
+// the aligned 16-byte words its chunk lies in (the window), so a wave's load instruction
+// covers consecutive words of four spans — coalesced wide loads, where rf_mvq's lanes
+// read 2- and 4-byte pieces — and a 32-element block is realigned in registers (selects
+// and funnel shifts: it starts at an even byte of the window's first word).
 // Every wave of the block runs over its share of the spans of all ROWS rows, each
 // activation load serving ROWS rows; partial sums meet in shared memory as in rf_mvq.
-// Measured on the H100 (docs/benchmarks.md): Q4_0 at FFN shapes from 70-72% to 82-83%
-// of the copy bandwidth. (A first try with each lane loading a whole span of its own
-// was slower than rf_mvq: a wave's load then touched 16-32 lines at once.)
+// Measured on the H100 (docs/benchmarks.md): Q4_0 at FFN shapes from 70-72% to 83% of
+// the copy bandwidth, Q4_K from 47-52% to 75-77%. (A first try with each lane loading a
+// whole span of its own was slower than rf_mvq: a wave's load then touched 16-32 lines
+// at once.)
 
 #define RF_MVC_SPAN_BLOCKS 8
 
