@@ -414,8 +414,8 @@ RF_DEVICE void rf_mvq(const rf_u8* __restrict__ w, const rf_u8* __restrict__ xq,
 // the 16-byte word holding its first byte; rows need not be 16-byte aligned). The next
 // tile's loads are in flight while the lanes decode the current one from shared
 // memory, four lanes per chunk as above, each activation load serving the ROWS rows.
-// Every wave runs the same number of tiles (rows past the end re-read the last row and
-// are not written), so the block-wide barriers are uniform.
+// Each wave stages only its own rows, so waves synchronize with wave barriers
+// (rf_wave_barrier); rows past the end re-read the last row and are not written.
 
 RF_DEVICE rf_q8_word rf_q8_ld_word(const rf_u8* w, rf_u64 at, rf_u64 total) {
     if (at + 16 <= total) return *(const rf_q8_word*)(w + at);

@@ -125,6 +125,38 @@ fn window_fits(cols: usize) -> bool {
     cols % WINDOW_SPAN_COLS == 0
 }
 
+/// Checks what every integer matvec launch needs of its input: a width of whole blocks
+/// of `ty`, one quantized activation row of that width in `xq`, 16-byte aligned.
+fn check_q8_input(op: &'static str, ty: GgmlType, cols: usize, xq: &DeviceSlice<u8>) -> Result<()> {
+    let block_elems = ty.block_size().max(32);
+    if cols % block_elems != 0 {
+        return Err(shape_error(
+            op,
+            format!(
+                "{cols} columns: {} needs a multiple of {block_elems}",
+                ty.name()
+            ),
+        ));
+    }
+    let xq_bytes = q8_activation_row_bytes(cols);
+    if xq.len() != xq_bytes {
+        return Err(shape_error(
+            op,
+            format!(
+                "xq has {} bytes, {xq_bytes} expected for {cols} columns",
+                xq.len()
+            ),
+        ));
+    }
+    if xq.device_ptr() as usize % 16 != 0 {
+        return Err(shape_error(
+            op,
+            "xq must start at a 16-byte-aligned device address",
+        ));
+    }
+    Ok(())
+}
+
 /// Rows per block of the kernel with `suffix` (see [`mvq_kernels`]).
 fn mvq_rows_per_block(suffix: &str) -> usize {
     let n = |digits: &str| digits.parse::<usize>().unwrap_or(1);
@@ -778,32 +810,7 @@ impl QuantOps {
                 ),
             ));
         }
-        let block_elems = ty.block_size().max(32);
-        if cols % block_elems != 0 {
-            return Err(shape_error(
-                op,
-                format!(
-                    "{cols} columns: {} needs a multiple of {block_elems}",
-                    ty.name()
-                ),
-            ));
-        }
-        let xq_bytes = q8_activation_row_bytes(cols);
-        if xq.len() != xq_bytes {
-            return Err(shape_error(
-                op,
-                format!(
-                    "xq has {} bytes, {xq_bytes} expected for {cols} columns",
-                    xq.len()
-                ),
-            ));
-        }
-        if xq.device_ptr() as usize % 16 != 0 {
-            return Err(shape_error(
-                op,
-                "xq must start at a 16-byte-aligned device address",
-            ));
-        }
+        check_q8_input(op, ty, cols, &xq)?;
         for (m, (w, y)) in ws.iter().zip(ys.iter()).enumerate() {
             if y.len() != w.rows {
                 return Err(shape_error(
@@ -977,34 +984,11 @@ impl QuantOps {
         xq: DeviceSlice<u8>,
         y: DeviceSliceMut<f32>,
     ) -> Result<()> {
-        let block_elems = w.ty.block_size().max(32);
-        if w.cols % block_elems != 0 {
+        check_q8_input(op, w.ty, w.cols, &xq)?;
+        if y.len() != w.rows {
             return Err(shape_error(
                 op,
-                format!(
-                    "{} columns: {} needs a multiple of {block_elems}",
-                    w.cols,
-                    w.ty.name()
-                ),
-            ));
-        }
-        let xq_bytes = q8_activation_row_bytes(w.cols);
-        if xq.len() != xq_bytes || y.len() != w.rows {
-            return Err(shape_error(
-                op,
-                format!(
-                    "W is {} × {}: xq has {} bytes (expected {xq_bytes}), y has {}",
-                    w.rows,
-                    w.cols,
-                    xq.len(),
-                    y.len()
-                ),
-            ));
-        }
-        if xq.device_ptr() as usize % 16 != 0 {
-            return Err(shape_error(
-                op,
-                "xq must start at a 16-byte-aligned device address",
+                format!("W is {} × {}: y has {}", w.rows, w.cols, y.len()),
             ));
         }
         if is_window(suffix) && !window_fits(w.cols) {
