@@ -43,6 +43,8 @@ use crate::kv_cache::{KvCache, KvCacheOptions};
 use crate::model::{LoadProgress, Logits, Model, ModelOptions};
 use crate::tokenizer::{StreamDecoder, TokenId, Tokenizer};
 
+pub use crate::sampling_defaults::SamplingDefaults;
+
 // ------------------------------------------------------------------------------ sampling
 
 /// A small seeded pseudo-random generator: SplitMix64 (Steele, Lea and Flood, 2014). The
@@ -440,6 +442,12 @@ impl<B: Backend> Generator<B> {
     /// The model.
     pub fn model(&self) -> &Model<B> {
         &self.model
+    }
+
+    /// The sampling settings the model file recommends (its `general.sampling.*` keys);
+    /// empty when it has none. An error names a key that holds a bad value.
+    pub fn sampling_defaults(&self) -> Result<SamplingDefaults> {
+        SamplingDefaults::from_metadata(self.model.file().metadata())
     }
 
     /// The tokenizer.

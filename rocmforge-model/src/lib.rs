@@ -39,6 +39,7 @@ pub mod generate;
 pub mod gguf;
 pub mod kv_cache;
 pub mod model;
+mod sampling_defaults;
 pub mod tokenizer;
 
 pub use error::{ModelError, Result};

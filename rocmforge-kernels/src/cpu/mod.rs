@@ -54,6 +54,10 @@ pub mod sampling;
 pub mod softmax;
 pub mod weights;
 
+/// The optimization level (`opt-level`) these CPU ops were compiled at: `"0"` in a
+/// dependent's plain debug build, where they run ~65x slower than at `"3"`.
+pub const BUILD_OPT_LEVEL: &str = env!("ROCMFORGE_KERNELS_OPT_LEVEL");
+
 pub use argmax::argmax;
 pub use attention::{attention, default_attention_scale, AttentionParams};
 pub use convert::{

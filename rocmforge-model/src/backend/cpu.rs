@@ -80,6 +80,7 @@ impl CpuBackend {
     /// ([`CpuArithmetic::GgmlCompatible`], the default: it reproduces llama.cpp's results
     /// and is faster than [`CpuArithmetic::Exact`]).
     pub fn new() -> Self {
+        super::unoptimized_build::warn_once_if_unoptimized();
         CpuBackend {
             pool: None,
             arithmetic: CpuArithmetic::default(),

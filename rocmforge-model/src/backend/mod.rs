@@ -59,6 +59,7 @@
 pub mod cpu;
 pub mod ggml_compat;
 pub mod hip;
+mod unoptimized_build;
 
 use std::any::Any;
 use std::ops::Range;

@@ -41,6 +41,15 @@ pub enum GenerateError {
     },
 }
 
+/// Whether libclang, which bindgen needs, can be loaded here; `Err` says why not.
+/// (bindgen panics when it cannot load libclang: ask first.)
+pub fn libclang_available() -> Result<(), String> {
+    if clang_sys::is_loaded() {
+        return Ok(());
+    }
+    clang_sys::load()
+}
+
 /// The header directory: `$HIP_INCLUDE_DIR`, else `$ROCM_PATH/include`, else `/usr/include`
 /// (Debian's layout), whichever holds `hip/hip_runtime_api.h` first.
 pub fn default_include_dir() -> PathBuf {
