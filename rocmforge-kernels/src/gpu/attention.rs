@@ -200,6 +200,27 @@ fn scratch_floats(n_splits: usize, n_q: usize, n_heads: usize, head_dim: usize) 
     }
 }
 
+/// Scratch floats for every decode call of `1..=max_q` queries over a cache of
+/// `p.kv.n_ctx` positions, planned by either decode path (both plan at most
+/// [`max_splits`] chunks). The bound is a maximum over the query counts, not the value at
+/// `max_q`: fewer queries get more chunks each, and not in proportion, so a smaller call
+/// can need more scratch than a larger one (on 132 compute units, 9 heads: 7 queries ×
+/// 16 chunks against 8 × 11).
+fn scratch_len_up_to(
+    op: &'static str,
+    p: &AttentionParams,
+    max_q: usize,
+    compute_units: usize,
+) -> Result<usize> {
+    let mut most = 0;
+    for n_q in 1..=max_q.min(DECODE_QUERY_LIMIT) {
+        let splits = max_splits(p.kv.n_ctx, p.n_heads, n_q, compute_units);
+        checked_product(op, "scratch", &[n_q, p.n_heads, splits, p.kv.head_dim + 2])?;
+        most = most.max(scratch_floats(splits, n_q, p.n_heads, p.kv.head_dim));
+    }
+    Ok(most)
+}
+
 /// Validated attention sizes, as the kernels take them.
 #[derive(Debug, Clone, Copy)]
 struct Dims {
@@ -486,17 +507,12 @@ impl AttentionOps {
         }
     }
 
-    /// Floats of scratch that [`decode_attention`](Self::decode_attention) of `n_q`
-    /// queries needs at any `pos0` (0 when it never splits).
+    /// Floats of scratch that serve every [`decode_attention`](Self::decode_attention)
+    /// call of up to `n_q` queries at any `pos0` (0 when none of them splits).
     pub fn decode_scratch_len(&self, p: &AttentionParams, n_q: usize) -> Result<usize> {
         const OP: &str = "decode_scratch_len";
         check_params(OP, p)?;
-        if n_q == 0 {
-            return Ok(0);
-        }
-        let splits = max_splits(p.kv.n_ctx, p.n_heads, n_q, self.compute_units);
-        checked_product(OP, "scratch", &[n_q, p.n_heads, splits, p.kv.head_dim + 2])?;
-        Ok(scratch_floats(splits, n_q, p.n_heads, p.kv.head_dim))
+        scratch_len_up_to(OP, p, n_q, self.compute_units)
     }
 
     /// The decode path for any `n_q` up to 65535: split over the sequence, then combined.
@@ -675,12 +691,13 @@ impl AttentionOps {
         Ok(())
     }
 
-    /// Floats of scratch [`decode_attention_at`](Self::decode_attention_at) needs: the
-    /// split plan for the whole capacity `n_ctx` (0 when it does not split).
+    /// Floats of scratch that serve every [`decode_attention_at`](Self::decode_attention_at)
+    /// call of up to `n_q` queries (its split plan is for the whole capacity `n_ctx`; 0
+    /// when none of them splits).
     pub fn decode_at_scratch_len(&self, p: &AttentionParams, n_q: usize) -> Result<usize> {
-        check_params("decode_at_scratch_len", p)?;
-        let plan = decode_plan(p.kv.n_ctx, p.n_heads, n_q.max(1), self.compute_units);
-        Ok(scratch_floats(plan.n_splits, n_q, p.n_heads, p.kv.head_dim))
+        const OP: &str = "decode_at_scratch_len";
+        check_params(OP, p)?;
+        scratch_len_up_to(OP, p, n_q, self.compute_units)
     }
 
     /// [`decode_attention`](Self::decode_attention) of `n_q` queries whose first sits at
@@ -964,6 +981,51 @@ mod tests {
                 prop_assert!(plan.n_splits <= max_splits(n_ctx, n_heads, n_q, cus));
             }
         }
+    }
+
+    proptest! {
+        /// The scratch bound serves every call with fewer queries and a shorter visible
+        /// length, on both decode paths (the device-position path plans for `n_ctx`).
+        #[test]
+        fn scratch_bound_covers_every_smaller_call(
+            n_ctx in 1usize..70_000,
+            kv_heads_and_group in (1usize..9, 1usize..8),
+            head_dim in prop::sample::select(vec![64usize, 128, 256]),
+            max_q in 1usize..=DECODE_MAX_QUERIES,
+            cus in 0usize..400,
+            n_kv_fraction in 0.0f64..=1.0,
+        ) {
+            let (n_kv_heads, group) = kv_heads_and_group;
+            let p = AttentionParams::new(
+                n_kv_heads * group,
+                KvCacheShape { n_ctx, n_kv_heads, head_dim },
+            );
+            let bound = scratch_len_up_to("t", &p, max_q, cus).unwrap();
+            for n_q in 1..=max_q.min(n_ctx) {
+                let at = decode_plan(n_ctx, p.n_heads, n_q, cus);
+                prop_assert!(scratch_floats(at.n_splits, n_q, p.n_heads, head_dim) <= bound);
+                let n_kv = n_q + ((n_ctx - n_q) as f64 * n_kv_fraction) as usize;
+                let host = decode_plan(n_kv, p.n_heads, n_q, cus);
+                prop_assert!(scratch_floats(host.n_splits, n_q, p.n_heads, head_dim) <= bound);
+            }
+        }
+    }
+
+    #[test]
+    fn fewer_queries_can_need_more_scratch() {
+        // The case seen on the H200 (132 SMs): the demo model's 9 heads, a 4096 context.
+        let p = AttentionParams::new(
+            9,
+            KvCacheShape {
+                n_ctx: 4096,
+                n_kv_heads: 3,
+                head_dim: 64,
+            },
+        );
+        let at_max = scratch_floats(decode_plan(4096, 9, 8, 132).n_splits, 8, 9, 64);
+        let at_seven = scratch_floats(decode_plan(4096, 9, 7, 132).n_splits, 7, 9, 64);
+        assert!(at_seven > at_max, "{at_seven} vs {at_max}");
+        assert!(scratch_len_up_to("t", &p, 8, 132).unwrap() >= at_seven);
     }
 
     #[test]
