@@ -7,7 +7,7 @@
 //! | [`rms_norm_q8`] | [`rms_norm`], then [`quantize_activations`] | `NormOps::rms_norm_q8` |
 //! | [`swiglu_q8`] | [`swiglu`], then [`quantize_activations`] | `ElementwiseOps::swiglu_q8` |
 //! | [`matvec_q8_add`] | [`matvec_q8`], then `residual + y` | `QuantOps::matvec_q8_add` |
-//! | [`rope_qk_kv_write`] | [`rope_inplace`] of q and of k, then [`kv_cache_write`] of k and v | `RopeOps::rope_qk_kv_write_at` |
+//! | [`rope_qk_kv_write`] | [`rope_inplace`](super::rope_inplace) of q and of k, then [`kv_cache_write`] of k and v | `RopeOps::rope_qk_kv_write_at` |
 //!
 //! (`QuantOps::matvec_q8_multi` is several [`matvec_q8`] calls, which need no reference
 //! of their own.) The GPU's fused kernels repeat the unfused kernels' arithmetic, so the

@@ -453,8 +453,9 @@ impl AttentionOps {
     }
 
     /// Causal grouped-query attention of `n_q` queries at positions `pos0 ..` against the
-    /// caches (see the [module documentation](self)): the decode path for
-    /// `n_q <= DECODE_MAX_QUERIES`, else the prefill path. Decode scratch, when needed, is
+    /// caches: the decode path ([`decode_attention`](Self::decode_attention)) for
+    /// `n_q <= DECODE_MAX_QUERIES`, else the prefill path
+    /// ([`prefill_attention`](Self::prefill_attention)). Decode scratch, when needed, is
     /// allocated on `stream` (use [`attention_with_scratch`](Self::attention_with_scratch)
     /// inside a graph capture).
     pub fn attention<T: GpuKvElement>(
@@ -870,7 +871,7 @@ impl AttentionOps {
     }
 
     /// Writes to `out[0]` the index of the largest value of `x`: the first one among
-    /// equal maxima; NaN never wins (as [`crate::cpu::argmax`]). If every value is NaN,
+    /// equal maxima; NaN never wins (as [`crate::cpu::argmax()`]). If every value is NaN,
     /// `out[0]` becomes `u32::MAX`. Scratch, when needed, is allocated on `stream`.
     ///
     /// Errors if `x` is empty or has `u32::MAX` or more values, or `out` is not 1 long.

@@ -32,11 +32,8 @@ pub struct Case {
 }
 
 pub fn cases() -> Vec<Case> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/generate_public.jsonl"
-    );
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // Embedded, so that a test binary carried to the GPU host needs no source tree.
+    let text = include_str!("../fixtures/generate_public.jsonl");
     let ids = |v: &Value| -> Vec<u32> {
         v.as_array()
             .expect("id array")

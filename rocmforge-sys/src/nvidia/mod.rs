@@ -8,17 +8,17 @@
 //! entry here is an `unsafe extern "C" fn` with exactly the HIP signature (the compiler
 //! checks it against the bindgen `PFN_*` type), and behaves as HIP on NVIDIA does:
 //!
-//! * [`context`]: one primary context per device, retained once; each thread's device
+//! * `context`: one primary context per device, retained once; each thread's device
 //!   (0 by default, `hipSetDevice`) has its primary context made current before a call.
-//! * [`device`]: `hipGetDeviceProperties` and `hipDeviceGetAttribute` from
+//! * `device`: `hipGetDeviceProperties` and `hipDeviceGetAttribute` from
 //!   `cuDeviceGetAttribute` (`warpSize` 32, `gcnArchName` `sm_XY`).
-//! * [`stream_event`], [`memory`], [`module_launch`], [`graph`]: streams (NULL is the
+//! * `stream_event`, `memory`, `module_launch`, `graph`: streams (NULL is the
 //!   legacy stream), events, stream-ordered allocation, copies, pinned memory, modules,
 //!   launches, capture and graphs.
 //! * [`error_map`]: CUDA errors → HIP errors; `hipGetErrorString` names the CUDA error and
 //!   call that failed last on the calling thread.
-//! * [`rtc`], [`rtc_options`]: hiprtc on NVRTC, compiling to a CUBIN for `sm_XY`.
-//! * [`sync_counter`]: every context-wide synchronization the adapter causes is counted.
+//! * `rtc`, [`rtc_options`]: hiprtc on NVRTC, compiling to a CUBIN for `sm_XY`.
+//! * `sync_counter`: every context-wide synchronization the adapter causes is counted.
 //!
 //! State: the loaded driver and NVRTC and the retained contexts are process-wide
 //! `OnceLock`s, set once and then read-only; the current device and the last CUDA error
