@@ -1,7 +1,7 @@
 //! The safe layer on a real GPU. Run on the GPU host (`scripts/gpu-bundle.sh`), through
 //! the NVIDIA adapter there; ignored elsewhere.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rocmforge_hip::{
     compile, CompileOptions, Device, DeviceBuffer, DeviceMemory, DeviceMemoryMut, Error, Event, In,
@@ -43,13 +43,45 @@ extern "C" __global__ void spin_then_fill(float* y, unsigned n, long long cycles
 extern "C" __global__ void empty() {}
 "#;
 
+/// The memory checks below measure the whole device (its pool, its free memory), and the
+/// tests of this binary run in parallel in one process: every test holds this lock
+/// shared while it has device memory, the memory checks hold it alone.
+static DEVICE_MEMORY: RwLock<()> = RwLock::new(());
+
+fn shared_memory() -> RwLockReadGuard<'static, ()> {
+    DEVICE_MEMORY.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive_memory() -> RwLockWriteGuard<'static, ()> {
+    DEVICE_MEMORY.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A device, a stream and the test kernels; `_memory` is declared last so that it is
+/// released after them.
 struct Fixture {
     device: Device,
     stream: Stream,
     module: Module,
+    _memory: MemoryLock,
+}
+
+#[allow(dead_code)] // held for its drop only
+enum MemoryLock {
+    Shared(RwLockReadGuard<'static, ()>),
+    Exclusive(RwLockWriteGuard<'static, ()>),
 }
 
 fn fixture() -> Fixture {
+    fixture_holding(MemoryLock::Shared(shared_memory()))
+}
+
+/// A fixture for a test that measures the device's memory: no other test of this binary
+/// holds device memory meanwhile.
+fn exclusive_fixture() -> Fixture {
+    fixture_holding(MemoryLock::Exclusive(exclusive_memory()))
+}
+
+fn fixture_holding(memory: MemoryLock) -> Fixture {
     let device = Device::new(0).expect("a GPU");
     let stream = device.new_stream().unwrap();
     let module = load_kernels(&device);
@@ -57,6 +89,7 @@ fn fixture() -> Fixture {
         device,
         stream,
         module,
+        _memory: memory,
     }
 }
 
@@ -94,6 +127,7 @@ fn data(n: usize, seed: u32) -> Vec<f32> {
 #[test]
 #[ignore = "needs a GPU"]
 fn device_properties_are_sane() {
+    let _memory = shared_memory();
     let device = Device::new(0).unwrap();
     let p = device.properties();
     assert!(!p.name.is_empty());
@@ -392,6 +426,7 @@ fn graphs_capture_and_replay() {
 #[test]
 #[ignore = "needs a GPU"]
 fn threads_with_their_own_streams_run_at_once() {
+    let _memory = shared_memory();
     let device = Device::new(0).unwrap();
     let module = Arc::new(load_kernels(&device));
     let handles: Vec<_> = (0..8u32)
@@ -432,7 +467,7 @@ fn threads_with_their_own_streams_run_at_once() {
 #[test]
 #[ignore = "needs a GPU"]
 fn ten_thousand_alloc_free_cycles_do_not_grow_memory() {
-    let f = fixture();
+    let f = exclusive_fixture();
     // Warm up the pool, then measure.
     for _ in 0..10 {
         drop(DeviceBuffer::<u8>::alloc(&f.stream, 1 << 20).unwrap());
@@ -465,6 +500,7 @@ fn ten_thousand_alloc_free_cycles_do_not_grow_memory() {
 #[test]
 #[ignore = "needs a GPU"]
 fn a_thousand_module_loads_do_not_grow_memory() {
+    let _memory = exclusive_memory();
     let device = Device::new(0).unwrap();
     let stream = device.new_stream().unwrap();
     let code = compile(KERNELS, "reload.hip", &options(&device))
