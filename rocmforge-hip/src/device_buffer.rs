@@ -172,14 +172,10 @@ impl<T: Pod> Drop for DeviceBuffer<T> {
         if self.ptr.is_null() {
             return;
         }
-        let device = self.stream.device();
         // Stream-ordered: the memory returns to the pool after the work enqueued on this
-        // stream so far, never while a kernel still uses it.
-        // SAFETY: we own the allocation; it came from hipMallocAsync.
-        let status = unsafe { (device.hip().hipFreeAsync)(self.ptr, self.stream.as_raw()) };
-        device
-            .deferred()
-            .record_result(device.check("hipFreeAsync", status));
+        // stream so far, never while a kernel still uses it (after the capture, when one
+        // is in progress on the stream).
+        self.stream.free_async(self.ptr.cast());
     }
 }
 

@@ -29,6 +29,9 @@ impl Stream {
         device.check("hipThreadExchangeStreamCaptureMode", unsafe {
             (device.hip().hipThreadExchangeStreamCaptureMode)(&mut mode)
         })?;
+        // Under the capture lock: a buffer dropped by another thread either frees before
+        // the capture begins or waits for its end (`Stream::free_async`).
+        let mut state = self.capture_state();
         // SAFETY: live stream; a valid mode.
         let status = unsafe {
             (device.hip().hipStreamBeginCapture)(
@@ -37,9 +40,12 @@ impl Stream {
             )
         };
         if let Err(e) = device.check("hipStreamBeginCapture", status) {
+            drop(state);
             restore_mode(device, mode);
             return Err(e);
         }
+        state.capturing = true;
+        drop(state);
         Ok(StreamCapture {
             stream: self,
             previous_mode: mode,
@@ -47,6 +53,21 @@ impl Stream {
             _not_send: PhantomData,
         })
     }
+}
+
+/// Ends the capture on `stream` (begun by [`Stream::begin_capture`]), then enqueues the
+/// frees that waited for it. Returns the graph handle (null on failure) and the status.
+fn end_capture(stream: &Stream) -> (hipGraph_t, rocmforge_sys::bindings::hip::hipError_t) {
+    let device = stream.device();
+    let mut state = stream.capture_state();
+    let mut raw: hipGraph_t = std::ptr::null_mut();
+    // SAFETY: the stream is capturing (begun by us); valid out-pointer.
+    let status = unsafe { (device.hip().hipStreamEndCapture)(stream.as_raw(), &mut raw) };
+    state.capturing = false;
+    for ptr in std::mem::take(&mut state.pending_frees) {
+        stream.enqueue_free(ptr as *mut core::ffi::c_void);
+    }
+    (raw, status)
 }
 
 fn restore_mode(device: &Device, mut mode: hipStreamCaptureMode) {
@@ -62,9 +83,7 @@ impl StreamCapture<'_> {
     pub fn end(mut self) -> Result<Graph> {
         self.ended = true;
         let device = self.stream.device().clone();
-        let mut raw: hipGraph_t = std::ptr::null_mut();
-        // SAFETY: the stream is capturing (begun by us); valid out-pointer.
-        let status = unsafe { (device.hip().hipStreamEndCapture)(self.stream.as_raw(), &mut raw) };
+        let (raw, status) = end_capture(self.stream);
         restore_mode(&device, self.previous_mode);
         device.check("hipStreamEndCapture", status)?;
         Ok(Graph { raw, device })
@@ -77,9 +96,7 @@ impl Drop for StreamCapture<'_> {
             return;
         }
         let device = self.stream.device();
-        let mut raw: hipGraph_t = std::ptr::null_mut();
-        // SAFETY: the stream is capturing (begun by us).
-        let status = unsafe { (device.hip().hipStreamEndCapture)(self.stream.as_raw(), &mut raw) };
+        let (raw, status) = end_capture(self.stream);
         restore_mode(device, self.previous_mode);
         device
             .deferred()

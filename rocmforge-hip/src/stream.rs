@@ -1,6 +1,6 @@
 //! A non-blocking stream: an ordered queue of device work.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rocmforge_sys::bindings::hip::{hipStreamNonBlocking, hipStream_t};
 
@@ -19,6 +19,23 @@ pub struct Stream {
 struct StreamInner {
     raw: hipStream_t,
     device: Device,
+    capture: Mutex<CaptureState>,
+}
+
+/// Whether a capture (begun through [`Stream::begin_capture`]) is in progress, and the
+/// frees that had to wait for its end.
+///
+/// A buffer dropped while its stream is capturing — by another thread that shares the
+/// stream — must not enqueue its free then: the free would become part of the graph (and
+/// CUDA refuses to capture the free of memory allocated outside the graph). It is
+/// enqueued when the capture ends instead, still in stream order (nothing enqueued
+/// during a capture runs). The lock also closes the window between "is it capturing?"
+/// and the free.
+#[derive(Default)]
+pub(crate) struct CaptureState {
+    pub(crate) capturing: bool,
+    /// Device pointers (as addresses) to free when the capture ends.
+    pub(crate) pending_frees: Vec<usize>,
 }
 
 // SAFETY: a HIP stream handle may be used from any thread of the process; the HIP
@@ -57,6 +74,7 @@ impl Stream {
             inner: Arc::new(StreamInner {
                 raw,
                 device: device.clone(),
+                capture: Mutex::new(CaptureState::default()),
             }),
         })
     }
@@ -132,6 +150,37 @@ impl Stream {
         let event = Event::with_timing(self.device())?;
         event.record(self)?;
         Ok(event)
+    }
+
+    /// The capture state, locked. A poisoned lock is taken over: the state is two plain
+    /// fields that a panic cannot leave half-written.
+    pub(crate) fn capture_state(&self) -> MutexGuard<'_, CaptureState> {
+        self.inner
+            .capture
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Frees `ptr` (from `hipMallocAsync`) in stream order; while a capture is in
+    /// progress on this stream, when it ends.
+    pub(crate) fn free_async(&self, ptr: *mut core::ffi::c_void) {
+        let mut state = self.capture_state();
+        if state.capturing {
+            state.pending_frees.push(ptr as usize);
+            return;
+        }
+        self.enqueue_free(ptr);
+    }
+
+    /// `hipFreeAsync` on this stream; an error is recorded for the next check.
+    pub(crate) fn enqueue_free(&self, ptr: *mut core::ffi::c_void) {
+        let device = self.device();
+        // SAFETY: the caller owns the allocation, which came from hipMallocAsync; the
+        // free is ordered after the work enqueued on this stream so far.
+        let status = unsafe { (device.hip().hipFreeAsync)(ptr, self.inner.raw) };
+        device
+            .deferred()
+            .record_result(device.check("hipFreeAsync", status));
     }
 
     /// `Err(Capturing)` if this stream is capturing a graph.

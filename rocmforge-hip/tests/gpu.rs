@@ -423,6 +423,44 @@ fn graphs_capture_and_replay() {
     assert!(f.device.take_deferred_errors().is_empty());
 }
 
+/// A buffer dropped by another thread while the stream it belongs to is capturing must
+/// not put its free into the graph (CUDA refuses that with an invalid-value error): it is
+/// freed when the capture ends, and the graph holds only the capturing thread's work.
+#[test]
+#[ignore = "needs a GPU"]
+fn a_buffer_dropped_during_another_threads_capture_is_freed_after_it() {
+    // Alone: it counts the pool's bytes in use.
+    let f = exclusive_fixture();
+    let add = add_kernel(&f.module);
+    let n = 1024;
+    let x = DeviceBuffer::from_slice(&f.stream, &data(n, 7)).unwrap();
+    let mut y = DeviceBuffer::<f32>::zeroed(&f.stream, n).unwrap();
+    let doomed: Vec<DeviceBuffer<f32>> = (0..16)
+        .map(|_| DeviceBuffer::<f32>::zeroed(&f.stream, 4096).unwrap())
+        .collect();
+    f.stream.synchronize().unwrap();
+    let (used_before, _) = f.device.pool_usage().unwrap();
+    let cfg = LaunchConfig::for_elements(n, 128).unwrap();
+    let capture = f.stream.begin_capture().unwrap();
+    std::thread::scope(|scope| {
+        scope.spawn(move || drop(doomed)).join().unwrap();
+    });
+    add.launch(&f.stream, &cfg, (x.as_slice(), y.as_slice_mut(), n as u32))
+        .unwrap();
+    let graph = capture.end().unwrap();
+    let exec = graph.instantiate().unwrap();
+    // SAFETY: x and y outlive the replay, which finishes before y is read.
+    unsafe { exec.launch(&f.stream).unwrap() };
+    assert_eq!(y.to_vec().unwrap(), data(n, 7));
+    f.stream.synchronize().unwrap();
+    assert!(f.device.take_deferred_errors().is_empty());
+    let (used_after, _) = f.device.pool_usage().unwrap();
+    assert!(
+        used_after + 16 * 4096 * 4 <= used_before,
+        "the dropped buffers were not freed: {used_before} -> {used_after} bytes in use"
+    );
+}
+
 #[test]
 #[ignore = "needs a GPU"]
 fn threads_with_their_own_streams_run_at_once() {

@@ -327,6 +327,7 @@ impl<B: Backend> Model<B> {
 
     /// A new, empty KV cache for one sequence.
     pub fn new_cache(&self, options: &KvCacheOptions) -> Result<KvCache<B>> {
+        let _turn = self.backend.exclusive_use();
         KvCache::new(&self.backend, self.kv_layout(options))
     }
 
@@ -383,6 +384,7 @@ impl<B: Backend> Model<B> {
     pub fn forward_batch(&self, seqs: &mut [BatchSequence<'_, B>]) -> Result<Vec<Vec<f32>>> {
         let c = &self.config;
         let b = &self.backend;
+        let _turn = b.exclusive_use();
 
         // The batch: each sequence's tokens are consecutive rows, at the positions that
         // follow what its cache holds.
@@ -459,6 +461,7 @@ impl<B: Backend> Model<B> {
     /// replays the recording (one HIP graph launch) instead of enqueueing each operation.
     fn decode_step(&self, cache: &mut KvCache<B>, id: u32) -> Result<Vec<f32>> {
         let b = &self.backend;
+        let _turn = b.exclusive_use();
         self.check_tokens(&[id])?;
         self.check_cache(cache)?;
         cache.check_fits(1)?;

@@ -451,4 +451,14 @@ pub trait Backend {
         let _ = recording;
         step()
     }
+
+    /// Held by the model for the length of each forward pass and each new KV cache. A
+    /// backend whose sequences share one queue, and which records passes by capturing
+    /// that queue (the HIP backend: one stream), returns a lock here, so that passes from
+    /// different threads take turns: another thread's work must neither land in a
+    /// capture in progress nor be refused by it. `None` (the default) where passes may
+    /// overlap, as on the CPU backend.
+    fn exclusive_use(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        None
+    }
 }

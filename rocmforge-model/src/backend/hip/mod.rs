@@ -67,6 +67,8 @@ pub struct HipBackend {
     /// The llama.cpp thread count [`GpuArithmetic::GgmlCompatible`] matches (its split-KV
     /// attention path depends on it).
     llama_threads: usize,
+    /// Forward passes take turns on the one stream ([`Backend::exclusive_use`]).
+    passes: Mutex<()>,
 }
 
 impl HipBackend {
@@ -100,6 +102,7 @@ impl HipBackend {
             attention: AttentionOps::load(loader)?,
             ggml: std::sync::OnceLock::new(),
             llama_threads: super::cpu::DEFAULT_LLAMA_THREADS,
+            passes: Mutex::new(()),
             device,
             stream,
         })
@@ -764,6 +767,11 @@ impl Backend for HipBackend {
 
     /// Records `step` into a graph on the first call (stream capture, then
     /// instantiation) and replays the graph with one launch on later calls.
+    fn exclusive_use(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        // A panic in another pass leaves nothing half-done that this lock guards.
+        Some(self.passes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     unsafe fn run_recorded(
         &self,
         recording: &mut Option<Recording>,
