@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use common::reference::{cases, run_case};
@@ -29,6 +29,18 @@ use rocmforge_model::ModelError;
 
 /// The CPU backend in its exact arithmetic: the reference the GPU kernels are checked
 /// against (its default, llama.cpp-compatible arithmetic rounds differently on purpose).
+/// The out-of-memory test fills the GPU; the tests of this binary run in parallel in one
+/// process. Every test holds this lock shared, that one alone.
+static GPU_MEMORY: RwLock<()> = RwLock::new(());
+
+fn shared_gpu() -> RwLockReadGuard<'static, ()> {
+    GPU_MEMORY.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive_gpu() -> RwLockWriteGuard<'static, ()> {
+    GPU_MEMORY.write().unwrap_or_else(|e| e.into_inner())
+}
+
 fn exact_cpu() -> CpuBackend {
     CpuBackend::new().with_arithmetic(CpuArithmetic::Exact)
 }
@@ -96,6 +108,7 @@ fn max_logprob_diff(a: &[f32], b: &[f32]) -> f64 {
 #[test]
 #[ignore = "needs a GPU"]
 fn demo_model_greedy_generation_matches_llama_cpp_on_the_gpu() {
+    let _gpu = shared_gpu();
     // Exact arithmetic, held to the rule the CPU's exact arithmetic is held to (see
     // tests/model_reference.rs). In the default arithmetic, decode steps round activations
     // to 8 bits while the teacher-forced prefill does not, so free-running generation
@@ -142,6 +155,7 @@ fn demo_model_greedy_generation_matches_llama_cpp_on_the_gpu() {
 #[test]
 #[ignore = "needs a GPU"]
 fn demo_model_gpu_logits_match_cpu() {
+    let _gpu = shared_gpu();
     let cpu = cpu_generator().model();
     let n_vocab = cpu.n_vocab();
     let fast = gpu_generator().model();
@@ -266,6 +280,7 @@ fn compare_gpu_cpu(spec: &Spec, arithmetic: GpuArithmetic) -> f64 {
 #[test]
 #[ignore = "needs a GPU"]
 fn synthetic_real_shape_models_gpu_matches_cpu_in_every_weight_type() {
+    let _gpu = shared_gpu();
     let mut failures = Vec::new();
     // Exact: f32 rounding only (measured ~3e-6). Fast: the decode rows' activations are
     // rounded to 8 bits before each quantized product.
@@ -296,6 +311,7 @@ fn synthetic_real_shape_models_gpu_matches_cpu_in_every_weight_type() {
 #[test]
 #[ignore = "needs a GPU"]
 fn out_of_gpu_memory_is_an_error_and_the_gpu_stays_usable() {
+    let _gpu = exclusive_gpu();
     let backend = HipBackend::new(0).unwrap();
     let free = backend.available_memory().unwrap();
 
@@ -347,6 +363,7 @@ fn out_of_gpu_memory_is_an_error_and_the_gpu_stays_usable() {
 #[test]
 #[ignore = "needs a GPU"]
 fn prompt_longer_than_the_context_is_an_error_on_the_gpu() {
+    let _gpu = shared_gpu();
     let model = gpu_generator().model();
     let mut cache = model.new_cache(&KvCacheOptions::with_n_ctx(16)).unwrap();
     let tokens: Vec<u32> = (0..17).collect();
@@ -375,6 +392,7 @@ fn prompt_longer_than_the_context_is_an_error_on_the_gpu() {
 #[test]
 #[ignore = "needs a GPU"]
 fn recorded_decode_steps_equal_unrecorded_ones() {
+    let _gpu = shared_gpu();
     let model = gpu_generator().model();
     let opts = KvCacheOptions::with_n_ctx(2048).dtype(KvDtype::F16);
     let (mut a, mut b, mut reference) = (
@@ -411,6 +429,7 @@ fn recorded_decode_steps_equal_unrecorded_ones() {
 #[test]
 #[ignore = "needs a GPU"]
 fn batched_sequences_on_the_gpu_equal_separate_runs() {
+    let _gpu = shared_gpu();
     use rocmforge_model::model::BatchSequence;
     // Exact arithmetic: in the default one, a prompt of up to 8 tokens takes the 8-bit
     // path and a longer batch the f32 one, which round differently by design.
@@ -466,6 +485,7 @@ fn batched_sequences_on_the_gpu_equal_separate_runs() {
 #[test]
 #[ignore = "needs a GPU"]
 fn sampling_on_the_gpu_is_reproducible() {
+    let _gpu = shared_gpu();
     use rocmforge_model::generate::{GenerateOptions, SamplingParams};
     let gen = gpu_generator();
     let prompt = gen.encode("The weather today is").unwrap();
@@ -510,6 +530,7 @@ fn sampling_on_the_gpu_is_reproducible() {
 #[test]
 #[ignore = "needs a GPU"]
 fn ggml_compatible_arithmetic_matches_llama_cpp_on_the_gpu() {
+    let _gpu = shared_gpu();
     use half::f16;
     use rocmforge_model::backend::ggml_compat::{activation, flash_attn, matmul, quantize, rope};
     use rocmforge_model::backend::{RopeMode, RopeSpec};
@@ -826,6 +847,7 @@ fn ggml_compatible_arithmetic_matches_llama_cpp_on_the_gpu() {
 #[test]
 #[ignore = "needs a GPU"]
 fn sessions_on_eight_threads_equal_the_same_prompts_run_alone() {
+    let _gpu = shared_gpu();
     use rocmforge_model::generate::GenerateOptions;
     let gen = gpu_generator();
     let prompts: Vec<Vec<u32>> = (0..8)
@@ -870,6 +892,7 @@ fn sessions_on_eight_threads_equal_the_same_prompts_run_alone() {
 #[test]
 #[ignore = "needs a GPU"]
 fn every_prompt_and_generation_length_runs_in_every_arithmetic_and_kv_dtype() {
+    let _gpu = shared_gpu();
     use rocmforge_model::generate::GenerateOptions;
     let n_vocab = 49152u32;
     let prompt =
