@@ -2,95 +2,90 @@
 //! to the whole conversation each turn. Type a message and press Enter; an empty line or
 //! end of input quits; `/reset` starts a new conversation.
 //!
-//! `cargo run --release --example chat [-- --model PATH] [--device auto|cpu|gpu] [--temperature T] [--seed S] [--system TEXT]`
+//! `cargo run --release --example chat -- [--model PATH] [--device auto|cpu|gpu] [--system TEXT] [--temperature T] [--seed S] ...`
+//! (`--help` lists every option and its default.)
 //!
 //! `--device auto` (the default) runs on the first GPU when one is usable, else on the CPU.
 
 use std::io::{BufRead, Write};
 use std::ops::ControlFlow;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use clap::Parser;
+use rocmforge::model::backend::cpu::CpuBackend;
 use rocmforge::model::backend::Backend;
 use rocmforge::model::chat_template::ChatMessage;
 use rocmforge::model::generate::{GenerateOptions, Generator, SamplingParams};
+use rocmforge::model::gguf::{GgufFile, DEMO_MODEL_RELATIVE_PATH};
 use rocmforge::model::kv_cache::KvCacheOptions;
-use rocmforge::model::ModelError;
+use rocmforge::model::model::ModelOptions;
 
-const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+#[allow(dead_code)] // Resolved::to_json, model::file_name: for other examples
+#[path = "common/mod.rs"]
+mod common;
 
+use common::device::DeviceArgs;
+use common::progress::LoadBar;
+use common::sampling::SamplingArgs;
+
+/// An interactive multi-turn chat with a GGUF model (its chat template over the whole
+/// conversation)
+///
+/// Type a message and press Enter; an empty line or end of input quits; /reset starts a
+/// new conversation.
+#[derive(Parser, Debug)]
+#[command(name = "chat", after_help = common::sampling::order_help(false))]
 struct Args {
+    /// GGUF model file
+    #[arg(long, value_name = "PATH", default_value = DEMO_MODEL_RELATIVE_PATH)]
     model: String,
-    temperature: f32,
-    seed: u64,
+    /// A system message that opens the conversation [default: none]
+    #[arg(long, value_name = "TEXT")]
     system: Option<String>,
+    /// Most tokens per answer
+    #[arg(long, value_name = "N", default_value_t = 512)]
     max_tokens: usize,
-    device: String,
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        model: DEFAULT_MODEL.into(),
-        temperature: 0.7,
-        seed: 0,
-        system: None,
-        max_tokens: 512,
-        device: "auto".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "--model" => args.model = value("--model")?,
-            "--temperature" => {
-                args.temperature = value("--temperature")?
-                    .parse()
-                    .map_err(|e| format!("--temperature: {e}"))?
-            }
-            "--seed" => {
-                args.seed = value("--seed")?
-                    .parse()
-                    .map_err(|e| format!("--seed: {e}"))?
-            }
-            "--system" => args.system = Some(value("--system")?),
-            "--device" => args.device = value("--device")?,
-            "--max-tokens" => {
-                args.max_tokens = value("--max-tokens")?
-                    .parse()
-                    .map_err(|e| format!("--max-tokens: {e}"))?
-            }
-            other => return Err(format!("unknown argument {other}")),
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let file = common::model::open(&args.model)?;
+    match common::device::open_gpu(&args.device)? {
+        Some(gpu) => {
+            let name = format!("GPU ({})", gpu.device().properties().name);
+            chat(&args, load(&args, file, gpu)?, &name)
         }
+        None => chat(&args, load(&args, file, CpuBackend::new())?, "CPU"),
     }
-    Ok(args)
 }
 
-fn run(args: Args) -> rocmforge::model::Result<()> {
-    match args.device.as_str() {
-        "cpu" => chat(&args, Generator::open_cpu(&args.model)?, "CPU"),
-        "gpu" => chat(&args, Generator::open_gpu(&args.model)?, "GPU"),
-        "auto" => match Generator::open_gpu(&args.model) {
-            Ok(generator) => chat(&args, generator, "GPU"),
-            Err(ModelError::DeviceUnavailable(why)) => {
-                eprintln!("note: {why}; running on the CPU");
-                chat(&args, Generator::open_cpu(&args.model)?, "CPU")
-            }
-            Err(e) => Err(e),
-        },
-        other => Err(ModelError::DeviceUnavailable(format!(
-            "--device {other}: expected auto, cpu or gpu"
-        ))),
-    }
+/// Loads the model, with a progress bar on stderr.
+fn load<B: Backend>(
+    args: &Args,
+    file: GgufFile,
+    backend: B,
+) -> rocmforge::model::Result<Generator<B>> {
+    let bar = LoadBar::new(&args.model);
+    Generator::load_with(Arc::new(file), backend, ModelOptions::default(), &mut |p| {
+        bar.update(p)
+    })
 }
 
 fn chat<B: Backend>(
     args: &Args,
     generator: Generator<B>,
     device: &str,
-) -> rocmforge::model::Result<()> {
+) -> Result<(), Box<dyn std::error::Error>> {
     eprintln!(
         "loaded {} on the {device}; empty line to quit, /reset to start over",
         args.model
     );
+    let sampling = args.sampling.resolve(generator.sampling_defaults()?);
+    eprintln!("{}", sampling.describe());
     let mut messages: Vec<ChatMessage> = args
         .system
         .iter()
@@ -119,9 +114,8 @@ fn chat<B: Backend>(
         let options = GenerateOptions {
             max_tokens: args.max_tokens,
             sampling: SamplingParams {
-                temperature: args.temperature,
-                seed: args.seed.wrapping_add(turn),
-                ..SamplingParams::default()
+                seed: sampling.params.seed.wrapping_add(turn),
+                ..sampling.params
             },
             ..GenerateOptions::default()
         };
@@ -137,14 +131,7 @@ fn chat<B: Backend>(
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("error: {e}\nusage: chat [--model PATH] [--temperature T] [--seed S] [--system TEXT] [--max-tokens N]");
-            return ExitCode::FAILURE;
-        }
-    };
-    match run(args) {
+    match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -2,30 +2,51 @@
 //! prints one line per kernel (name and code size), then `compiled N kernels for ARCH`.
 //! Exits non-zero if any source fails to compile.
 //!
-//! `cargo run --example compile_kernels -- --arch gfx90a [--platform amd|nvidia]`
+//! `cargo run --example compile_kernels -- --arch ARCH [--platform amd|nvidia]`, e.g.
+//! `--arch gfx90a`; `--help` lists the options.
 
 use std::process::ExitCode;
 
+use clap::{CommandFactory, Parser, ValueEnum};
 use rocmforge::kernels::{elf_symbols, CompileTarget, KernelCompiler, ALL_SOURCES};
 use rocmforge::sys::Runtime;
 
+/// Compiles every kernel of rocmforge for an architecture, with no GPU needed
+///
+/// Prints one line per kernel (name and code size), then `compiled N kernels for ARCH`;
+/// exits non-zero if any source fails to compile.
+#[derive(Parser, Debug)]
+#[command(name = "compile_kernels")]
+struct Args {
+    /// The architecture to compile for: gfx* (AMD, e.g. gfx90a) or sm_* (NVIDIA, e.g. sm_90)
+    #[arg(long, value_name = "ARCH")]
+    arch: String,
+    /// The runtime that compiles (hiprtc or NVRTC) [default: $ROCMFORGE_PLATFORM, else AMD
+    /// first, then NVIDIA]
+    #[arg(long, value_enum)]
+    platform: Option<Platform>,
+}
+
+/// `--platform`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Platform {
+    /// HIP's hiprtc
+    Amd,
+    /// NVRTC, through rocmforge's NVIDIA adapter
+    Nvidia,
+}
+
 fn main() -> ExitCode {
-    let mut arch = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--arch" => arch = args.next(),
-            "--platform" => match args.next() {
-                // The runtime reads ROCMFORGE_PLATFORM once, at its first use below.
-                Some(p) => std::env::set_var("ROCMFORGE_PLATFORM", p),
-                None => return usage("--platform needs amd or nvidia"),
-            },
-            other => return usage(&format!("unknown argument {other}")),
-        }
+    let args = Args::parse();
+    if let Some(platform) = args.platform {
+        // The runtime reads ROCMFORGE_PLATFORM once, at its first use below.
+        let name = match platform {
+            Platform::Amd => "amd",
+            Platform::Nvidia => "nvidia",
+        };
+        std::env::set_var("ROCMFORGE_PLATFORM", name);
     }
-    let Some(arch) = arch else {
-        return usage("--arch is required");
-    };
+    let arch = args.arch;
     let runtime = match Runtime::global() {
         Ok(rt) => rt,
         Err(e) => {
@@ -35,7 +56,12 @@ fn main() -> ExitCode {
     };
     let identity = format!("{}-{}", runtime.platform(), runtime.version());
     let Some(target) = CompileTarget::for_arch(&arch, identity) else {
-        return usage(&format!("{arch} is not a gfx* or sm_* architecture"));
+        Args::command()
+            .error(
+                clap::error::ErrorKind::InvalidValue,
+                format!("--arch {arch}: not a gfx* or sm_* architecture"),
+            )
+            .exit();
     };
     // No cache: this command exists to prove the sources compile.
     let compiler = KernelCompiler::new(target).with_cache(None);
@@ -73,9 +99,4 @@ fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
-}
-
-fn usage(message: &str) -> ExitCode {
-    eprintln!("error: {message}\nusage: compile_kernels --arch ARCH [--platform amd|nvidia]");
-    ExitCode::FAILURE
 }

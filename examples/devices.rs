@@ -2,13 +2,24 @@
 //! units, runtime version and platform. Exits non-zero (with the reason) when there is
 //! no runtime or no GPU.
 //!
-//! `cargo run --example devices`
+//! `cargo run --example devices` (no options but `--help`)
 
 use std::process::ExitCode;
 
+use clap::Parser;
 use rocmforge::Device;
 
+/// Lists every GPU the runtime sees: name, architecture, wave size, memory, compute units,
+/// runtime version and platform
+///
+/// Exits non-zero (with the reason) when there is no runtime or no GPU. ROCMFORGE_PLATFORM
+/// (amd, nvidia) and ROCMFORGE_HIP_LIB choose the runtime.
+#[derive(Parser, Debug)]
+#[command(name = "devices")]
+struct Args {}
+
 fn main() -> ExitCode {
+    Args::parse();
     let devices = match Device::all() {
         Ok(devices) => devices,
         Err(e) => {

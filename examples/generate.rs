@@ -6,199 +6,116 @@
 //! cargo run --release --example generate -- --temperature 0 --json --prompt "The capital of France is"
 //! ```
 //!
-//! Run with `--help` for every option.
+//! Usage: `generate [OPTIONS]`; run with `--help` for every option and its default.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
+use clap::{Parser, ValueEnum};
 use rocmforge::model::backend::cpu::{CpuArithmetic, CpuBackend};
-use rocmforge::model::backend::hip::{GpuArithmetic, HipBackend};
+use rocmforge::model::backend::hip::GpuArithmetic;
 use rocmforge::model::backend::Backend;
 use rocmforge::model::chat_template::ChatMessage;
-use rocmforge::model::generate::{FinishReason, GenerateOptions, Generator, SamplingParams};
+use rocmforge::model::generate::{FinishReason, GenerateOptions, Generator};
 use rocmforge::model::gguf::{GgufFile, DEMO_MODEL_RELATIVE_PATH};
 use rocmforge::model::kv_cache::KvCacheOptions;
-use rocmforge::model::model::{LoadProgress, ModelOptions};
+use rocmforge::model::model::ModelOptions;
 
-const HELP: &str = "\
-generate: text generation with a GGUF model (llama, qwen2)
+#[allow(dead_code)] // file_name: for model_bench
+#[path = "common/mod.rs"]
+mod common;
 
-USAGE:
-    cargo run --release --example generate -- [OPTIONS]
+use common::device::DeviceArgs;
+use common::progress::LoadBar;
+use common::sampling::SamplingArgs;
 
-OPTIONS:
-    --model PATH         GGUF file [default: models/SmolLM2-135M-Instruct.Q4_1.gguf]
-    --prompt TEXT        the prompt [default: \"Once upon a time,\"]
-    --chat               apply the model's chat template to the prompt (as a user message)
-    --max-tokens N       most tokens to generate [default: 128]
-    --temperature T      sampling temperature; 0 = greedy [default: 0.8]
-    --top-k K            keep the K most likely tokens; 0 = all [default: 40]
-    --top-p P            nucleus sampling threshold; 1 = off [default: 0.95]
-    --min-p P            min-p threshold; 0 = off [default: 0.05]
-    --repeat-penalty R   repetition penalty over the last 64 tokens; 1 = off [default: 1]
-    --seed S             random seed (the same seed gives the same text) [default: from the clock]
-    --stop TEXT          stop when the text contains TEXT (repeatable)
-    --ctx-size N         context length in tokens [default: the model's, at most 4096]
-    --threads N          CPU threads [default: one per core]
-    --arithmetic A       llama | fast | exact: llama.cpp's CPU arithmetic reproduced bit for bit
-                         (slow on the GPU), the fastest (GPU: 8-bit activations in decode
-                         steps; CPU: llama's, its fastest), or exact f32/f64
-                         [default: fast]
-    --device DEV         auto | cpu | gpu [default: auto]
-                           auto: the first GPU when one is usable, else the CPU (with a
-                           notice on stderr saying why); gpu: an error when there is none
-    --json               print one JSON object (prompt_ids, generated_ids, text, top_logprobs,
-                         device, timings) instead of streaming the text
-    -h, --help           this help
-";
-
-#[derive(Debug)]
+/// Text generation with a GGUF model (llama, qwen2): streams the text to stdout, or
+/// prints one JSON object.
+#[derive(Parser, Debug)]
+#[command(name = "generate", after_help = common::sampling::order_help(true))]
 struct Args {
+    /// GGUF model file
+    #[arg(long, value_name = "PATH", default_value = DEMO_MODEL_RELATIVE_PATH)]
     model: String,
+    /// The prompt
+    #[arg(long, value_name = "TEXT", default_value = "Once upon a time,")]
     prompt: String,
+    /// Apply the model's chat template to the prompt (as a user message)
+    #[arg(long)]
     chat: bool,
+    /// Most tokens to generate
+    #[arg(long, value_name = "N", default_value_t = 128)]
     max_tokens: usize,
-    sampling: SamplingParams,
-    seed_given: bool,
+    /// Stop when the text contains TEXT (repeatable)
+    #[arg(long, value_name = "TEXT")]
     stop: Vec<String>,
+    /// Context length in tokens [default: the model's, at most 4096]
+    #[arg(long, value_name = "N", value_parser = common::values::at_least_one)]
     ctx_size: Option<usize>,
+    /// CPU threads [default: one per core]
+    #[arg(long, value_name = "N", value_parser = common::values::at_least_one)]
     threads: Option<usize>,
-    arithmetic: Option<String>,
-    device: String,
+    /// Arithmetic: llama.cpp's bit for bit, the fastest, or exact
+    #[arg(long, value_enum, value_name = "A", default_value_t = Arithmetic::Fast)]
+    arithmetic: Arithmetic,
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Print one JSON object (prompt_ids, generated_ids, text, top_logprobs, device,
+    /// sampling, timings) instead of streaming the text
+    #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    sampling: SamplingArgs,
 }
 
-fn parse_args() -> Result<Option<Args>, String> {
-    let clock_seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut a = Args {
-        model: DEMO_MODEL_RELATIVE_PATH.to_string(),
-        prompt: "Once upon a time,".to_string(),
-        chat: false,
-        max_tokens: 128,
-        sampling: SamplingParams {
-            seed: clock_seed,
-            ..SamplingParams::default()
-        },
-        seed_given: false,
-        stop: Vec::new(),
-        ctx_size: None,
-        threads: None,
-        arithmetic: None,
-        device: "auto".to_string(),
-        json: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        fn num<T: std::str::FromStr>(name: &str, v: String) -> Result<T, String> {
-            v.parse()
-                .map_err(|_| format!("{name}: '{v}' is not a valid number"))
-        }
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--model" => a.model = value("--model")?,
-            "--prompt" => a.prompt = value("--prompt")?,
-            "--chat" => a.chat = true,
-            "--json" => a.json = true,
-            "--max-tokens" => a.max_tokens = num("--max-tokens", value("--max-tokens")?)?,
-            "--temperature" => {
-                a.sampling.temperature = num("--temperature", value("--temperature")?)?
-            }
-            "--top-k" => a.sampling.top_k = num("--top-k", value("--top-k")?)?,
-            "--top-p" => a.sampling.top_p = num("--top-p", value("--top-p")?)?,
-            "--min-p" => a.sampling.min_p = num("--min-p", value("--min-p")?)?,
-            "--repeat-penalty" => {
-                a.sampling.repeat_penalty = num("--repeat-penalty", value("--repeat-penalty")?)?
-            }
-            "--seed" => {
-                a.sampling.seed = num("--seed", value("--seed")?)?;
-                a.seed_given = true;
-            }
-            "--stop" => a.stop.push(value("--stop")?),
-            "--ctx-size" => a.ctx_size = Some(num("--ctx-size", value("--ctx-size")?)?),
-            "--threads" => a.threads = Some(num("--threads", value("--threads")?)?),
-            "--arithmetic" => a.arithmetic = Some(value("--arithmetic")?),
-            "--device" => a.device = value("--device")?,
-            other => return Err(format!("unknown option '{other}' (see --help)")),
+/// `--arithmetic`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Arithmetic {
+    /// llama.cpp's CPU arithmetic reproduced bit for bit (slow on the GPU)
+    Llama,
+    /// The fastest: on the GPU, 8-bit activations in decode steps; on the CPU, llama's
+    /// (its fastest)
+    Fast,
+    /// Exact f32/f64
+    Exact,
+}
+
+impl Arithmetic {
+    fn cpu(self) -> CpuArithmetic {
+        match self {
+            Arithmetic::Llama | Arithmetic::Fast => CpuArithmetic::GgmlCompatible,
+            Arithmetic::Exact => CpuArithmetic::Exact,
         }
     }
-    Ok(Some(a))
-}
 
-/// The device `--device` resolved to.
-enum Chosen {
-    Cpu(CpuBackend),
-    Gpu(Box<HipBackend>),
-}
-
-/// Resolves `--device`: `gpu` must find a GPU; `auto` takes the first GPU when one is
-/// usable and falls back to the CPU with a notice on stderr.
-fn choose_device(args: &Args) -> Result<Chosen, String> {
-    let cpu = || -> Result<Chosen, String> {
-        let backend = match args.threads {
-            Some(n) => CpuBackend::with_threads(n).map_err(|e| e.to_string())?,
-            None => CpuBackend::new(),
-        };
-        let backend = match args.arithmetic.as_deref() {
-            None | Some("llama" | "fast") => backend,
-            Some("exact") => backend.with_arithmetic(CpuArithmetic::Exact),
-            Some(other) => {
-                return Err(format!(
-                    "--arithmetic {other}: expected llama, fast or exact"
-                ))
-            }
-        };
-        Ok(Chosen::Cpu(backend))
-    };
-    let gpu_arithmetic = match args.arithmetic.as_deref() {
-        None | Some("fast") => GpuArithmetic::Fast,
-        Some("llama") => GpuArithmetic::GgmlCompatible,
-        Some("exact") => GpuArithmetic::Exact,
-        Some(other) => {
-            return Err(format!(
-                "--arithmetic {other}: expected llama, fast or exact"
-            ))
+    fn gpu(self) -> GpuArithmetic {
+        match self {
+            Arithmetic::Llama => GpuArithmetic::GgmlCompatible,
+            Arithmetic::Fast => GpuArithmetic::Fast,
+            Arithmetic::Exact => GpuArithmetic::Exact,
         }
-    };
-    let gpu = || HipBackend::new(0).map(|b| b.with_arithmetic(gpu_arithmetic));
-    match args.device.as_str() {
-        "cpu" => cpu(),
-        "gpu" => gpu()
-            .map(|b| Chosen::Gpu(Box::new(b)))
-            .map_err(|e| format!("--device gpu: {e}")),
-        "auto" => match gpu() {
-            Ok(b) => Ok(Chosen::Gpu(Box::new(b))),
-            Err(e) => {
-                eprintln!("note: no usable GPU ({e}); running on the CPU");
-                cpu()
-            }
-        },
-        other => Err(format!("--device '{other}': expected auto, cpu or gpu")),
     }
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    if !args.seed_given && args.sampling.temperature > 0.0 && !args.json {
-        eprintln!("seed: {}", args.sampling.seed);
-    }
     let t_load = Instant::now();
-    let file = GgufFile::open(&args.model).map_err(|e| {
-        if args.model == DEMO_MODEL_RELATIVE_PATH {
-            format!("{e}\n(fetch the demo model with: bash scripts/fetch-demo-model.sh)")
-        } else {
-            e.to_string()
+    let file = common::model::open(&args.model)?;
+    match common::device::open_gpu(&args.device)? {
+        Some(gpu) => {
+            let name = format!("gpu ({})", gpu.device().properties().name);
+            let backend = gpu.with_arithmetic(args.arithmetic.gpu());
+            run_on(&args, file, backend, &name, t_load)
         }
-    })?;
-    match choose_device(&args)? {
-        Chosen::Cpu(backend) => run_on(&args, file, backend, "cpu", t_load),
-        Chosen::Gpu(backend) => {
-            let name = format!("gpu ({})", backend.device().properties().name);
-            run_on(&args, file, *backend, &name, t_load)
+        None => {
+            let backend = match args.threads {
+                Some(n) => CpuBackend::with_threads(n)?,
+                None => CpuBackend::new(),
+            };
+            let backend = backend.with_arithmetic(args.arithmetic.cpu());
+            run_on(&args, file, backend, "cpu", t_load)
         }
     }
 }
@@ -210,29 +127,13 @@ fn run_on<B: Backend>(
     device: &str,
     t_load: Instant,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    // Load, with a progress line on stderr.
-    let interactive = std::io::stderr().is_terminal();
-    let mut last_percent = usize::MAX;
-    let mut progress = |p: LoadProgress| {
-        let percent = p.bytes_done * 100 / p.bytes_total.max(1);
-        if interactive && percent != last_percent {
-            last_percent = percent;
-            eprint!(
-                "\rloading {}: {percent:3}% ({}/{} tensors)",
-                args.model, p.tensors_done, p.tensors_total
-            );
-        }
-    };
-    let generator = Generator::load_with(
-        Arc::new(file),
-        backend,
-        ModelOptions::default(),
-        &mut progress,
-    )?;
+    let bar = LoadBar::new(&args.model);
+    let generator =
+        Generator::load_with(Arc::new(file), backend, ModelOptions::default(), &mut |p| {
+            bar.update(p)
+        })?;
+    drop(bar);
     let load_s = t_load.elapsed().as_secs_f64();
-    if interactive {
-        eprintln!();
-    }
     let config = generator.model().config();
     eprintln!(
         "loaded {} ({}, {} layers, {}) on the {device} in {load_s:.2} s",
@@ -241,6 +142,10 @@ fn run_on<B: Backend>(
         config.n_layers,
         human_bytes(generator.model().file().bytes().len()),
     );
+    let sampling = args.sampling.resolve(generator.sampling_defaults()?);
+    if !args.json {
+        eprintln!("{}", sampling.describe());
+    }
 
     let prompt_ids = if args.chat {
         generator.encode_chat(&[ChatMessage::user(args.prompt.as_str())])?
@@ -254,7 +159,7 @@ fn run_on<B: Backend>(
     let mut session = generator.session(&cache)?;
     let options = GenerateOptions {
         max_tokens: args.max_tokens,
-        sampling: args.sampling,
+        sampling: sampling.params,
         stop_strings: args.stop.clone(),
         top_logprobs: if args.json { 5 } else { 0 },
         ..GenerateOptions::default()
@@ -285,7 +190,8 @@ fn run_on<B: Backend>(
             "top_logprobs": top,
             "finish_reason": finish_name(&completion.finish),
             "device": device,
-            "seed": args.sampling.seed,
+            "seed": sampling.params.seed,
+            "sampling": sampling.to_json(),
             "timings": {
                 "load_s": load_s,
                 "prefill_tokens_per_s": stats.prefill_tokens_per_s(),
@@ -322,18 +228,7 @@ fn human_bytes(n: usize) -> String {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            print!("{HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args) {
+    match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

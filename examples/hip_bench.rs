@@ -1,13 +1,24 @@
 //! Micro-benchmarks of the safe HIP layer: device copy bandwidth, pinned host<->device
 //! bandwidth, and kernel launch latency (one by one, and replayed from a graph).
 //!
-//! `cargo run --release --example hip_bench [-- --quick]`
+//! `cargo run --release --example hip_bench [-- --quick]` (`--help` lists the options)
 
 use std::process::ExitCode;
 use std::time::Instant;
 
+use clap::Parser;
 use rocmforge::prelude::*;
 use rocmforge::TypedKernel;
+
+/// Micro-benchmarks of the safe HIP layer on the first GPU: device copy bandwidth, pinned
+/// host<->device bandwidth, and kernel launch latency (one by one, and replayed from a graph)
+#[derive(Parser, Debug)]
+#[command(name = "hip_bench")]
+struct Args {
+    /// Smaller buffers, fewer launches and repetitions: a quick, less precise run
+    #[arg(long)]
+    quick: bool,
+}
 
 const EMPTY: &str = r#"extern "C" __global__ void empty() {}"#;
 
@@ -121,8 +132,8 @@ fn run(quick: bool) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let quick = std::env::args().any(|a| a == "--quick");
-    match run(quick) {
+    let args = Args::parse();
+    match run(args.quick) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -15,10 +15,11 @@
 //! costs at least, fixed costs included — the ceiling to read the other lines against.
 //!
 //! `cargo run --release --example kernel_bench [-- --quick] [--no-matmul] [--types q4_0,q8_0,f16] [--variants]`
-//! (`--variants`: also every integer kernel of the type, by name.)
+//! (`--variants`: also every integer kernel of the type, by name; `--help` lists the options.)
 
 use std::process::ExitCode;
 
+use clap::Parser;
 use rocmforge::hip::{Dim3, In, LaunchConfig, Out, TypedKernel};
 use rocmforge::kernels::gpu::{
     matvec_reads_q8, q8_activation_bytes, GpuWeights, KernelLoader, QuantOps, GPU_WEIGHT_TYPES,
@@ -359,26 +360,49 @@ fn run(
     Ok(())
 }
 
+/// Benchmarks the weight kernels at Llama-3-8B shapes on the first GPU: matrix x vector
+/// (decode) in each weight type, and matrix x matrix at 512 tokens (prefill)
+///
+/// Matrix x vector prints time, GB/s and the share of the measured device copy bandwidth,
+/// with f32 activations and (for the types with an integer kernel) 8-bit activations, each
+/// also replayed from a graph; a `read` line under each shape gives the cost of only
+/// reading the matrix's bytes. Matrix x matrix prints TFLOP/s.
+#[derive(Parser, Debug)]
+#[command(name = "kernel_bench")]
+struct Args {
+    /// Two shapes and fewer repetitions: a quick, less precise run
+    #[arg(long)]
+    quick: bool,
+    /// Skip the matrix x matrix (prefill) part
+    #[arg(long)]
+    no_matmul: bool,
+    /// Also time every integer kernel of each type, by name
+    #[arg(long)]
+    variants: bool,
+    #[arg(long, value_name = "TYPES", value_delimiter = ',', value_parser = parse_type,
+          default_values_t = GPU_WEIGHT_TYPES.to_vec(), hide_default_value = true,
+          help = format!("Weight types to measure, comma-separated ggml names [default: {}]", type_list()))]
+    types: Vec<GgmlType>,
+}
+
+/// The types with a GPU kernel, `f32,f16,...`.
+fn type_list() -> String {
+    let names: Vec<&str> = GPU_WEIGHT_TYPES.iter().map(|t| t.name()).collect();
+    names.join(",")
+}
+
+fn parse_type(name: &str) -> std::result::Result<GgmlType, String> {
+    GgmlType::from_name(name).ok_or_else(|| {
+        format!(
+            "not a ggml type name (the types with a GPU kernel: {})",
+            type_list()
+        )
+    })
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let matmul = !args.iter().any(|a| a == "--no-matmul");
-    let variants = args.iter().any(|a| a == "--variants");
-    let types: Vec<GgmlType> = match args.iter().position(|a| a == "--types") {
-        Some(i) => match args.get(i + 1).map(|list| {
-            list.split(',')
-                .map(GgmlType::from_name)
-                .collect::<Option<Vec<_>>>()
-        }) {
-            Some(Some(types)) => types,
-            _ => {
-                eprintln!("error: --types takes a comma-separated list of ggml type names (q4_0,q8_0,f16,...)");
-                return ExitCode::FAILURE;
-            }
-        },
-        None => GPU_WEIGHT_TYPES.to_vec(),
-    };
-    match run(quick, matmul, variants, &types) {
+    let args = Args::parse();
+    match run(args.quick, !args.no_matmul, args.variants, &args.types) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

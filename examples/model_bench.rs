@@ -10,65 +10,124 @@
 //! cargo run --release --example model_bench -- --synthetic llama3-8b:q4_0,q8_0,f16
 //! ```
 //!
-//! Options: `--device gpu|cpu` (default gpu), `-p N` (512), `-n N` (128), `--reps N` (3),
-//! `--kv f16|f32` (f16, llama.cpp's default). `--synthetic ARCH:TYPES` builds models of
-//! real shapes with random weights in memory (`llama3-8b`, `qwen2-7b`, optionally
-//! `@LAYERS` to keep fewer layers, e.g. `llama3-8b@4:q4_0`).
+//! Usage: `model_bench [--model PATH | --synthetic SHAPE[@LAYERS]:TYPES] [--device auto|cpu|gpu]
+//! [-p N] [-n N] [--reps N] [--kv f16|f32]`; `--help` lists every option and its default.
+//! `--synthetic` builds models of real shapes with random weights in memory (`llama3-8b`,
+//! `qwen2-7b`, optionally `@LAYERS` to keep fewer layers, e.g. `llama3-8b@4:q4_0`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+use clap::{Parser, ValueEnum};
 use rocmforge::model::backend::cpu::CpuBackend;
 use rocmforge::model::backend::hip::HipBackend;
 use rocmforge::model::backend::{Backend, KvDtype};
 use rocmforge::model::gguf::{GgmlType, GgufFile, SyntheticModel, DEMO_MODEL_RELATIVE_PATH};
 use rocmforge::model::kv_cache::KvCacheOptions;
-use rocmforge::model::model::{Logits, Model};
+use rocmforge::model::model::{Logits, Model, ModelOptions};
 use rocmforge::prelude::*;
 
+#[allow(dead_code)] // sampling: for generate and chat
+#[path = "common/mod.rs"]
+mod common;
+
+use common::device::DeviceArgs;
+use common::progress::LoadBar;
+
+/// Prefill and decode speed of a whole model, measured like llama-bench
+///
+/// `pp N`: a prompt of N tokens in one forward pass; `tg N`: N tokens generated one at a
+/// time from an empty context (each step downloads the logits and takes the argmax on the
+/// host). Both in tokens/s, the median of --reps runs. For decode it also prints the
+/// weight bytes read per second and, on a GPU, their share of the measured copy bandwidth.
+#[derive(Parser, Debug)]
+#[command(name = "model_bench")]
 struct Args {
-    model: Option<String>,
-    synthetic: Option<String>,
-    device: String,
+    /// GGUF model file
+    #[arg(long, value_name = "PATH", default_value = DEMO_MODEL_RELATIVE_PATH)]
+    model: String,
+    /// Instead of --model: models of real shapes with random weights, built in memory.
+    /// SHAPE is llama3-8b or qwen2-7b, @LAYERS keeps fewer layers, TYPES is a
+    /// comma-separated list of weight types (e.g. llama3-8b@4:q4_0,q8_0)
+    #[arg(long, value_name = "SHAPE[@LAYERS]:TYPES", value_parser = parse_synthetic, conflicts_with = "model")]
+    synthetic: Option<Synthetic>,
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Prompt tokens of the prefill test (pp N); 0 skips it
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_name = "N",
+        default_value_t = 512
+    )]
     prompt: usize,
+    /// Tokens of the decode test (tg N); 0 skips it
+    #[arg(short = 'n', long = "n-gen", value_name = "N", default_value_t = 128)]
     generate: usize,
+    /// Runs of each test (the median is reported)
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = common::values::at_least_one)]
     reps: usize,
-    kv: KvDtype,
+    /// KV cache type (f16 is llama.cpp's default)
+    #[arg(long, value_enum, default_value_t = Kv::F16)]
+    kv: Kv,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        model: None,
-        synthetic: None,
-        device: "gpu".into(),
-        prompt: 512,
-        generate: 128,
-        reps: 3,
-        kv: KvDtype::F16,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        let number = |v: String| v.parse::<usize>().map_err(|e| format!("{v}: {e}"));
-        match flag.as_str() {
-            "--model" => a.model = Some(value()?),
-            "--synthetic" => a.synthetic = Some(value()?),
-            "--device" => a.device = value()?,
-            "-p" => a.prompt = number(value()?)?,
-            "-n" => a.generate = number(value()?)?,
-            "--reps" => a.reps = number(value()?)?.max(1),
-            "--kv" => {
-                a.kv = match value()?.as_str() {
-                    "f16" => KvDtype::F16,
-                    "f32" => KvDtype::F32,
-                    other => return Err(format!("--kv {other}: expected f16 or f32")),
-                }
-            }
-            other => return Err(format!("unknown option {other}")),
+/// `--kv`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Kv {
+    F16,
+    F32,
+}
+
+impl Kv {
+    fn dtype(self) -> KvDtype {
+        match self {
+            Kv::F16 => KvDtype::F16,
+            Kv::F32 => KvDtype::F32,
         }
     }
-    Ok(a)
+}
+
+/// `--synthetic SHAPE[@LAYERS]:TYPES`, checked.
+#[derive(Clone, Debug)]
+struct Synthetic {
+    shape: String,
+    layers: Option<usize>,
+    types: Vec<(String, GgmlType)>,
+}
+
+fn parse_synthetic(spec: &str) -> Result<Synthetic, String> {
+    let (shape, types) = spec
+        .split_once(':')
+        .ok_or(format!("'{spec}': expected SHAPE[@LAYERS]:TYPES"))?;
+    let (shape, layers) = match shape.split_once('@') {
+        Some((s, l)) => (
+            s,
+            Some(
+                l.parse::<usize>()
+                    .map_err(|_| format!("'{l}' is not a layer count"))?,
+            ),
+        ),
+        None => (shape, None),
+    };
+    if !matches!(shape, "llama3-8b" | "qwen2-7b") {
+        return Err(format!("unknown shape '{shape}' (llama3-8b, qwen2-7b)"));
+    }
+    let types = types
+        .split(',')
+        .map(|t| {
+            GgmlType::from_name(t)
+                .map(|ty| (t.to_string(), ty))
+                .ok_or(format!("unknown weight type '{t}'"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Synthetic {
+        shape: shape.to_string(),
+        layers,
+        types,
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -115,7 +174,8 @@ fn bench<B: Backend>(model: &Model<B>, args: &Args) -> Result<Speeds, Box<dyn st
     let prompt: Vec<u32> = (0..args.prompt as u32)
         .map(|i| (i * 7919 + 11) % n_vocab)
         .collect();
-    let opts = KvCacheOptions::with_n_ctx(args.prompt.max(args.generate) + 1).dtype(args.kv);
+    let opts =
+        KvCacheOptions::with_n_ctx(args.prompt.max(args.generate) + 1).dtype(args.kv.dtype());
     let mut cache = model.new_cache(&opts)?;
     // Warm-up: kernels compiled and loaded, allocator pools filled, the decode step
     // recorded.
@@ -167,7 +227,7 @@ fn report(
     });
     println!(
         "{name} | {device} | kv {} | pp{} {:.1} t/s | tg{} {:.1} t/s | {:.1} MiB weights/token, {gbs:.1} GB/s{share}",
-        args.kv.name(),
+        args.kv.dtype().name(),
         args.prompt,
         speeds.pp,
         args.generate,
@@ -176,44 +236,62 @@ fn report(
     );
 }
 
-fn synthetic_models(spec: &str) -> Result<Vec<(String, SyntheticModel)>, String> {
-    let (shape, types) = spec
-        .split_once(':')
-        .ok_or(format!("--synthetic {spec}: expected SHAPE:TYPES"))?;
-    let (shape, layers) = match shape.split_once('@') {
-        Some((s, l)) => (
-            s,
-            Some(l.parse::<usize>().map_err(|e| format!("{l}: {e}"))?),
-        ),
-        None => (shape, None),
-    };
-    types
-        .split(',')
-        .map(|t| {
-            let ty = GgmlType::from_name(t).ok_or(format!("unknown weight type {t}"))?;
-            let mut m = match shape {
-                "llama3-8b" => SyntheticModel::llama3_8b(ty),
-                "qwen2-7b" => SyntheticModel::qwen2_7b(ty),
-                other => return Err(format!("unknown shape {other} (llama3-8b, qwen2-7b)")),
+/// The models of `--synthetic`, named `SHAPE[@LAYERS] TYPE`.
+fn synthetic_models(spec: &Synthetic) -> Vec<(String, SyntheticModel)> {
+    spec.types
+        .iter()
+        .map(|(name, ty)| {
+            let mut m = match spec.shape.as_str() {
+                "llama3-8b" => SyntheticModel::llama3_8b(*ty),
+                _ => SyntheticModel::qwen2_7b(*ty),
             };
-            if let Some(l) = layers {
+            if let Some(l) = spec.layers {
                 m = m.with_layers(l);
             }
-            Ok((
-                format!(
-                    "{shape}{} {t}",
-                    layers.map_or(String::new(), |l| format!("@{l}"))
-                ),
-                m,
-            ))
+            let layers = spec.layers.map_or(String::new(), |l| format!("@{l}"));
+            (format!("{}{layers} {name}", spec.shape), m)
         })
         .collect()
 }
 
+/// Loads a model, with a progress bar on stderr.
+fn load<B: Backend>(
+    name: &str,
+    file: &Arc<GgufFile>,
+    backend: B,
+) -> rocmforge::model::Result<Model<B>> {
+    let bar = LoadBar::new(name);
+    Model::load_with(
+        Arc::clone(file),
+        backend,
+        ModelOptions::default(),
+        &mut |p| bar.update(p),
+    )
+}
+
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut files: Vec<(String, Arc<GgufFile>)> = Vec::new();
+    if args.synthetic.is_none() {
+        let file = common::model::open(&args.model)?;
+        files.push((common::model::file_name(&args.model), Arc::new(file)));
+    }
+    // Chosen before building synthetic models, which takes a while.
+    let mut gpu = common::device::open_gpu(&args.device)?;
+    let copy_bw = match &gpu {
+        Some(backend) => {
+            let bw = copy_bandwidth(backend.device())?;
+            eprintln!(
+                "{}: device copy bandwidth {:.1} GB/s",
+                backend.device().properties().name,
+                bw / 1e9
+            );
+            Some(bw)
+        }
+        None => None,
+    };
+    let device = gpu.as_ref().map(|b| b.device().clone());
     if let Some(spec) = &args.synthetic {
-        for (name, m) in synthetic_models(spec)? {
+        for (name, m) in synthetic_models(spec) {
             let t = Instant::now();
             let bytes = m.writer()?.to_vec()?;
             eprintln!(
@@ -223,34 +301,30 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             );
             files.push((name, Arc::new(GgufFile::from_vec(bytes)?)));
         }
-    } else {
-        let path = args
-            .model
-            .clone()
-            .unwrap_or(DEMO_MODEL_RELATIVE_PATH.into());
-        let name = std::path::Path::new(&path)
-            .file_name()
-            .map_or(path.clone(), |n| n.to_string_lossy().into_owned());
-        files.push((name, Arc::new(GgufFile::open(&path)?)));
     }
     for (name, file) in files {
-        match args.device.as_str() {
-            "gpu" => {
-                let backend = HipBackend::new(0)?;
-                let device_name = backend.device().properties().name.clone();
-                let copy_bw = copy_bandwidth(backend.device())?;
-                eprintln!(
-                    "{device_name}: device copy bandwidth {:.1} GB/s",
-                    copy_bw / 1e9
-                );
+        match &device {
+            Some(device) => {
+                // The backend opened by the device choice serves the first model.
+                let backend = match gpu.take() {
+                    Some(backend) => backend,
+                    None => HipBackend::on_device(device)?,
+                };
                 let t = Instant::now();
-                let model = Model::load(Arc::clone(&file), backend)?;
+                let model = load(&name, &file, backend)?;
                 eprintln!("loaded {name} in {:.1} s", t.elapsed().as_secs_f64());
                 let speeds = bench(&model, &args)?;
-                report(&name, &file, &device_name, &speeds, &args, Some(copy_bw));
+                report(
+                    &name,
+                    &file,
+                    &device.properties().name,
+                    &speeds,
+                    &args,
+                    copy_bw,
+                );
             }
-            "cpu" => {
-                let model = Model::load(Arc::clone(&file), CpuBackend::new())?;
+            None => {
+                let model = load(&name, &file, CpuBackend::new())?;
                 let speeds = bench(&model, &args)?;
                 let threads = model.backend().threads();
                 report(
@@ -262,21 +336,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     None,
                 );
             }
-            other => return Err(format!("--device {other}: expected gpu or cpu").into()),
         }
     }
     Ok(())
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args) {
+    match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

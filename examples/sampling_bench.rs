@@ -5,10 +5,11 @@
 //! - with a GPU: copying the logits to pinned host memory, and argmax on the GPU with a
 //!   4-byte copy back.
 //!
-//! `cargo run --release --example sampling_bench`
+//! `cargo run --release --example sampling_bench` (no options but `--help`)
 
 use std::time::Instant;
 
+use clap::Parser;
 use rocmforge::kernels::cpu::{self, SamplerConfig};
 use rocmforge::kernels::gpu::{AttentionOps, KernelLoader};
 use rocmforge::prelude::*;
@@ -69,7 +70,18 @@ fn gpu_part(vocab: usize, x: &[f32]) -> rocmforge::kernels::Result<()> {
     Ok(())
 }
 
+/// Where should the next token be picked: on the GPU or the CPU? Times sampling and argmax
+/// per decode step for vocabularies of 49,152 and 128,256 logits
+///
+/// On the CPU: llama.cpp's default sampler chain and argmax, on logits in host memory. With
+/// a GPU: copying the logits to pinned host memory, and argmax on the GPU with a 4-byte
+/// copy back.
+#[derive(Parser, Debug)]
+#[command(name = "sampling_bench")]
+struct Args {}
+
 fn main() {
+    Args::parse();
     for vocab in [49_152usize, 128_256] {
         let x = logits(vocab, vocab as u64);
         let recent: Vec<u32> = (0..64).map(|i| (i * 7919 % vocab) as u32).collect();

@@ -3,39 +3,41 @@
 //! no BOS/EOS added). A line that cannot be read gives `{"error": "..."}` and the tool
 //! goes on.
 //!
-//! `cargo run --release --example tokenize -- --model models/SmolLM2-135M-Instruct.Q4_1.gguf < lines.jsonl`
+//! `cargo run --release --example tokenize -- [--model PATH] < lines.jsonl` (default model:
+//! the demo model, `models/SmolLM2-135M-Instruct.Q4_1.gguf`)
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
-use rocmforge::model::gguf::GgufFile;
+use clap::Parser;
+use rocmforge::model::gguf::DEMO_MODEL_RELATIVE_PATH;
 use rocmforge::model::tokenizer::Tokenizer;
 
-const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+#[allow(dead_code)] // only model::open is used here
+#[path = "common/mod.rs"]
+mod common;
+
+/// Tokenizes text as llama.cpp does: JSON lines {"text": ...} on stdin, {"ids": [...]} per
+/// line on stdout
+///
+/// Special-token text such as <|im_start|> is parsed to its id; no BOS/EOS is added. A
+/// line that cannot be read gives {"error": "..."} and the tool goes on.
+#[derive(Parser, Debug)]
+#[command(name = "tokenize")]
+struct Args {
+    /// GGUF model file (its tokenizer is used)
+    #[arg(long, value_name = "PATH", default_value = DEMO_MODEL_RELATIVE_PATH)]
+    model: String,
+}
 
 fn main() -> ExitCode {
-    let mut model = DEFAULT_MODEL.to_string();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--model" => match args.next() {
-                Some(path) => model = path,
-                None => return usage("--model needs a path"),
-            },
-            "--help" | "-h" => {
-                println!("usage: tokenize [--model PATH] < lines.jsonl   (default model: {DEFAULT_MODEL})");
-                return ExitCode::SUCCESS;
-            }
-            other => return usage(&format!("unknown argument {other}")),
-        }
-    }
-    let tokenizer = match GgufFile::open(&model)
-        .map_err(|e| e.to_string())
-        .and_then(|file| Tokenizer::from_gguf(&file).map_err(|e| e.to_string()))
+    let args = Args::parse();
+    let tokenizer = match common::model::open(&args.model)
+        .and_then(|file| Tokenizer::from_gguf(&file).map_err(|e| format!("{}: {e}", args.model)))
     {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: {model}: {e}");
+            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -74,9 +76,4 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-fn usage(message: &str) -> ExitCode {
-    eprintln!("error: {message}\nusage: tokenize [--model PATH] < lines.jsonl");
-    ExitCode::FAILURE
 }
