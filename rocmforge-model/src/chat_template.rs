@@ -71,6 +71,16 @@ pub enum ChatTemplateError {
     /// Rendering failed otherwise.
     #[error("the chat template failed while rendering: {0}")]
     Render(String),
+    /// The rendered text grew past the limit (a template that writes without end).
+    #[error(
+        "the chat template's output grew past {} MiB; a chat prompt is far smaller, so the \
+         template is broken or hostile",
+        .limit >> 20
+    )]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
 }
 
 /// What a template is rendered with besides the messages.
@@ -110,6 +120,9 @@ pub struct ChatTemplate {
 const TEMPLATE_NAME: &str = "chat_template";
 /// Instructions one render may execute (real templates need thousands per message).
 const TEMPLATE_FUEL: u64 = 5_000_000;
+/// The most bytes one render may write. A prompt of a whole 128k-token context is about
+/// half a MiB of text.
+const MAX_RENDERED_BYTES: usize = 16 << 20;
 /// The largest `tojson(indent=..)` honoured.
 const MAX_JSON_INDENT: usize = 64;
 
@@ -175,14 +188,50 @@ impl ChatTemplate {
         for (k, v) in &options.extra {
             ctx.insert(k.clone(), Value::from_serialize(v));
         }
-        tmpl.render(ctx).map_err(|e| {
+        let mut out = BoundedOutput {
+            bytes: Vec::new(),
+            limit: MAX_RENDERED_BYTES,
+            overflowed: false,
+        };
+        let rendered = tmpl.render_captured_to(ctx, &mut out);
+        if out.overflowed {
+            return Err(ChatTemplateError::TooLarge { limit: out.limit });
+        }
+        rendered.map_err(|e| {
             if e.kind() == ErrorKind::InvalidOperation {
                 if let Some(msg) = e.detail().and_then(|d| d.strip_prefix(RAISED)) {
                     return ChatTemplateError::Raised(msg.to_string());
                 }
             }
             ChatTemplateError::Render(describe(&e))
-        })
+        })?;
+        // minijinja writes only whole `str`s.
+        String::from_utf8(out.bytes)
+            .map_err(|e| ChatTemplateError::Render(format!("output is not UTF-8: {e}")))
+    }
+}
+
+/// The render's output, refusing to grow past `limit` bytes: the write that would cross
+/// it fails, which stops the render.
+struct BoundedOutput {
+    bytes: Vec<u8>,
+    limit: usize,
+    /// A write was refused: `render` reports [`ChatTemplateError::TooLarge`].
+    overflowed: bool,
+}
+
+impl std::io::Write for BoundedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.limit {
+            self.overflowed = true;
+            return Err(std::io::Error::other("chat template output limit reached"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -157,3 +157,42 @@ fn long_conversations_fit_the_work_limit() {
     assert!(out.ends_with("<|im_start|>assistant\n"));
     assert_eq!(out.matches("<|im_start|>").count(), 2002);
 }
+
+/// A chat template comes from a model file: a stranger's code. Loops, recursion, huge
+/// ranges, repetitions and outputs end in an error, quickly, with the process intact.
+#[test]
+fn hostile_templates_are_errors_not_hangs_or_huge_allocations() {
+    use rocmforge_model::chat_template::{ChatOptions, ChatTemplate, ChatTemplateError};
+    let render = |src: &str| {
+        ChatTemplate::new(src)
+            .and_then(|t| t.render(&[ChatMessage::user("hi")], &ChatOptions::default()))
+    };
+    for (src, what) in [
+        ("{{ 'x' * 2000000000 }}", "repeated string is too large"),
+        (
+            "{% for i in range(1000000000) %}x{% endfor %}",
+            "too many elements",
+        ),
+        (
+            "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+            "recursion limit",
+        ),
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "fuel",
+        ),
+    ] {
+        let err = render(src).expect_err(src);
+        assert!(
+            matches!(err, ChatTemplateError::Render(_)) && err.to_string().contains(what),
+            "{src}: {err}"
+        );
+    }
+    // 1 GB of output from 20,000 small steps: stopped at the output limit.
+    let err = render("{% for i in range(20000) %}{{ 'x' * 50000 }}{% endfor %}").unwrap_err();
+    assert!(matches!(err, ChatTemplateError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("MiB"), "{err}");
+    // Just under the limit is fine.
+    let out = render("{% for i in range(300) %}{{ 'x' * 50000 }}{% endfor %}").unwrap();
+    assert_eq!(out.len(), 15_000_000);
+}
