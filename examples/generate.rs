@@ -14,9 +14,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use clap::{Parser, ValueEnum};
-use rocmforge::model::backend::cpu::{CpuArithmetic, CpuBackend};
-use rocmforge::model::backend::hip::GpuArithmetic;
+use clap::Parser;
+use rocmforge::model::backend::cpu::CpuBackend;
 use rocmforge::model::backend::Backend;
 use rocmforge::model::chat_template::ChatMessage;
 use rocmforge::model::generate::{FinishReason, GenerateOptions, Generator};
@@ -28,6 +27,7 @@ use rocmforge::model::model::ModelOptions;
 #[path = "common/mod.rs"]
 mod common;
 
+use common::arithmetic::Arithmetic;
 use common::device::DeviceArgs;
 use common::progress::LoadBar;
 use common::sampling::SamplingArgs;
@@ -69,35 +69,6 @@ struct Args {
     json: bool,
     #[command(flatten)]
     sampling: SamplingArgs,
-}
-
-/// `--arithmetic`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Arithmetic {
-    /// llama.cpp's CPU arithmetic reproduced bit for bit (slow on the GPU)
-    Llama,
-    /// The fastest: on the GPU, 8-bit activations in decode steps; on the CPU, llama's
-    /// (its fastest)
-    Fast,
-    /// Exact f32/f64
-    Exact,
-}
-
-impl Arithmetic {
-    fn cpu(self) -> CpuArithmetic {
-        match self {
-            Arithmetic::Llama | Arithmetic::Fast => CpuArithmetic::GgmlCompatible,
-            Arithmetic::Exact => CpuArithmetic::Exact,
-        }
-    }
-
-    fn gpu(self) -> GpuArithmetic {
-        match self {
-            Arithmetic::Llama => GpuArithmetic::GgmlCompatible,
-            Arithmetic::Fast => GpuArithmetic::Fast,
-            Arithmetic::Exact => GpuArithmetic::Exact,
-        }
-    }
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {

@@ -10,6 +10,8 @@
 //!   [`kv_cache`] — per-sequence KV caches.
 //! * [`generate`] — sampling, [`generate::Generator`] / [`generate::Session`] and streaming
 //!   generation with stop conditions.
+//! * [`eval`] — perplexity and KL divergence over a text, as llama.cpp's `llama-perplexity`
+//!   (and its log-probability files).
 //!
 //! ```no_run
 //! use rocmforge_model::chat_template::ChatMessage;
@@ -35,6 +37,7 @@ pub mod chat_template;
 pub mod config;
 mod decode_step;
 mod error;
+pub mod eval;
 pub mod generate;
 pub mod gguf;
 pub mod kv_cache;
