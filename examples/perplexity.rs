@@ -61,6 +61,10 @@ struct Args {
     /// KV cache element type
     #[arg(long, value_enum, value_name = "T", default_value_t = KvType::F32)]
     kv_dtype: KvType,
+    /// Run each window one token at a time through the decode step (the arithmetic of
+    /// generation) instead of as one batch (the arithmetic of prefill)
+    #[arg(long)]
+    token_by_token: bool,
     /// CPU threads [default: one per core]
     #[arg(long, value_name = "N", value_parser = common::values::at_least_one)]
     threads: Option<usize>,
@@ -129,6 +133,7 @@ fn run_on<B: Backend>(
             KvType::F32 => KvDtype::F32,
             KvType::F16 => KvDtype::F16,
         },
+        token_by_token: args.token_by_token,
     };
     let evaluator = Evaluator::new(generator.model(), generator.tokenizer(), options);
     let quiet = args.json;
@@ -147,8 +152,15 @@ fn run_on<B: Backend>(
         eprintln!("{line}  ({:.1} s)", w.seconds);
     };
     eprintln!(
-        "{} on the {device}, arithmetic {:?}, KV {:?}",
-        args.model, args.arithmetic, args.kv_dtype
+        "{} on the {device}, arithmetic {:?}, KV {:?}, {}",
+        args.model,
+        args.arithmetic,
+        args.kv_dtype,
+        if args.token_by_token {
+            "token by token (decode)"
+        } else {
+            "each window in one batch (prefill)"
+        }
     );
     let report = match &args.kl_divergence {
         Some(base) => evaluator.kl_divergence(base, progress)?,
@@ -291,6 +303,7 @@ fn to_json(args: &Args, device: &str, r: &EvalReport) -> serde_json::Value {
         "device": device,
         "arithmetic": format!("{:?}", args.arithmetic).to_lowercase(),
         "kv_dtype": format!("{:?}", args.kv_dtype).to_lowercase(),
+        "token_by_token": args.token_by_token,
         "n_ctx": r.n_ctx,
         "windows": r.windows,
         "tokens_scored": r.perplexity.tokens,

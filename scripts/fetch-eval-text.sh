@@ -85,6 +85,7 @@ try:
         fd, part = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".jargon-")
         with os.fdopen(fd, "wb") as f:
             f.write(text)
+        os.chmod(part, 0o644)
         os.replace(part, dest)
 except SystemExit:
     raise

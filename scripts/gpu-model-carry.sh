@@ -2,15 +2,21 @@
 # Prepares the two carries a model run on the GPU host needs (see docs/verification.md):
 # the demo model (98 MB) is larger than one carry (64 MiB), so it travels in two halves.
 #
-#   scripts/gpu-model-carry.sh
+#   scripts/gpu-model-carry.sh [--llamacpp]
 #   # call 1, carry gpu-carry1:  cp gpu-carry1/model.part1 /tmp/
+#   #   (with --llamacpp: gpu-carry1/start-llamacpp-build.sh instead, which also starts
+#   #   building llama.cpp's CUDA tools in the background, see scripts/llamacpp-host-src.sh)
 #   # call 2 (within 30 s, machine still warm), carry gpu-carry2:
 #   #   gpu-carry2/run-model.sh [test and bench arguments...]
 #
-# gpu-carry2 also gets the model test binary and the generate / model_bench examples,
-# built in release mode and stripped.
+# gpu-carry2 also gets the model test binary, the generate / model_bench / perplexity
+# examples (built in release mode and stripped), the evaluation text and
+# quality-table.sh (scripts/quality-table-host.sh: perplexity and KL divergence of every
+# arithmetic, and of llama.cpp's CUDA build when it was built by call 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+with_llamacpp=0
+[ "${1:-}" = --llamacpp ] && with_llamacpp=1
 model=models/SmolLM2-135M-Instruct.Q4_1.gguf
 [ -f "$model" ] || bash scripts/fetch-demo-model.sh
 rm -rf gpu-carry1 gpu-carry2
@@ -32,9 +38,34 @@ for line in sys.stdin:
         print(m["executable"])
 ')
 cp "$exe" gpu-carry2/bin/gpu_model
-cargo build --release --example generate --example model_bench
-cp target/release/examples/generate target/release/examples/model_bench gpu-carry2/bin/
+cargo build --release --example generate --example model_bench --example perplexity
+cp target/release/examples/generate target/release/examples/model_bench \
+    target/release/examples/perplexity gpu-carry2/bin/
 strip gpu-carry2/bin/*
+bash scripts/fetch-eval-text.sh >/dev/null
+cp models/jargon-4.4.7.txt gpu-carry2/
+cp scripts/quality-table-host.sh gpu-carry2/quality-table.sh
+
+if [ "$with_llamacpp" = 1 ]; then
+    tmp=$(mktemp -d)
+    bash scripts/llamacpp-host-src.sh "$tmp" >/dev/null
+    tar -cJf gpu-carry1/llama-src.tar.xz -C "$tmp" llama.cpp build.sh
+    rm -rf "$tmp"
+    cat >gpu-carry1/start-llamacpp-build.sh <<'START'
+#!/usr/bin/env bash
+# Puts the first half of the demo model in /tmp and starts building llama.cpp's CUDA
+# tools into /tmp/llama-build in the background (log: /tmp/llama-build.log; done when
+# /tmp/llama-build.done exists), so that the next call can use them.
+set -e
+cd "$(dirname "$0")"
+cp model.part1 /tmp/
+rm -rf /tmp/llama-src && mkdir -p /tmp/llama-src
+tar -xJf llama-src.tar.xz -C /tmp/llama-src
+setsid nohup bash -c '/tmp/llama-src/build.sh /tmp/llama-build >/tmp/llama-build.log 2>&1; echo $? >/tmp/llama-build.done' >/dev/null 2>&1 &
+echo "llama.cpp build started (log /tmp/llama-build.log)"
+START
+    chmod +x gpu-carry1/start-llamacpp-build.sh
+fi
 
 cat >gpu-carry2/run-model.sh <<'RUN'
 #!/usr/bin/env bash

@@ -240,3 +240,26 @@ fn a_text_shorter_than_two_windows_is_an_error() {
     );
     assert!(e.to_string().contains("smaller window"), "{e}");
 }
+
+#[test]
+fn token_by_token_agrees_with_the_batch() {
+    // Exact arithmetic: the decode step and the batched pass compute the same sums in
+    // another order, so the distributions agree to rounding.
+    let gen = exact();
+    let (base, saved) = save_base(gen, "batch.bin");
+    let report = Evaluator::new(
+        gen.model(),
+        gen.tokenizer(),
+        EvalOptions {
+            token_by_token: true,
+            ..options()
+        },
+    )
+    .kl_divergence(&base, |_| {})
+    .unwrap();
+    let k = report.kl_divergence.unwrap();
+    assert!(k.kld.value.abs() < 1e-5, "{:?}", k.kld);
+    assert_eq!(k.same_top.value, 1.0);
+    let rel = (report.perplexity.value - saved.perplexity.value).abs() / saved.perplexity.value;
+    assert!(rel < 1e-4, "{rel}");
+}

@@ -950,3 +950,51 @@ fn every_prompt_and_generation_length_runs_in_every_arithmetic_and_kv_dtype() {
         }
     }
 }
+
+/// Perplexity and KL divergence on the GPU: the exact arithmetic's distributions equal
+/// the CPU's exact ones to rounding (batch and token by token), and the default
+/// arithmetic stays close to them.
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_perplexity_agrees_with_the_cpu() {
+    use rocmforge_model::eval::{EvalOptions, Evaluator};
+    let _gpu = shared_gpu();
+    let text = "The lighthouse keeper climbed the narrow stairs every evening at dusk. He \
+        carried a small lamp, a notebook and a flask of tea, and he wrote down the weather, \
+        the ships he saw and the time the great light was lit. In winter the wind came from \
+        the north and the sea was grey and rough; in summer the water was calm and the \
+        evenings were long. Children from the village sometimes followed him up the hill \
+        and asked him questions about the ships, the stars and the storms.";
+    let options = EvalOptions {
+        n_ctx: 32,
+        ..EvalOptions::default()
+    };
+    let cpu = cpu_generator();
+    let tokens = cpu.tokenizer().encode(text, true, false).unwrap();
+    let base = std::env::temp_dir().join(format!("rocmforge-gpu-eval-{}.bin", std::process::id()));
+    let cpu_report = Evaluator::new(cpu.model(), cpu.tokenizer(), options)
+        .perplexity(&tokens, Some(&base), |_| {})
+        .unwrap();
+    for (name, gen, token_by_token, max_kld) in [
+        ("exact", gpu_exact_generator(), false, 1e-5),
+        ("exact, token by token", gpu_exact_generator(), true, 1e-5),
+        ("default", gpu_generator(), false, 0.05),
+        ("default, token by token", gpu_generator(), true, 0.05),
+    ] {
+        let options = EvalOptions {
+            token_by_token,
+            ..options
+        };
+        let r = Evaluator::new(gen.model(), gen.tokenizer(), options)
+            .kl_divergence(&base, |_| {})
+            .unwrap();
+        let k = r.kl_divergence.unwrap();
+        eprintln!(
+            "{name}: PPL {:.4} (CPU exact {:.4}), KLD {:.2e}, same top {:.3}",
+            r.perplexity.value, cpu_report.perplexity.value, k.kld.value, k.same_top.value
+        );
+        assert!(k.kld.value.abs() < max_kld, "{name}: {:?}", k.kld);
+        assert!(k.same_top.value > 0.85, "{name}: {:?}", k.same_top);
+    }
+    let _ = std::fs::remove_file(base);
+}

@@ -25,6 +25,10 @@ pub struct EvalOptions {
     pub max_windows: Option<usize>,
     /// The KV cache's element type (default `f32`).
     pub kv_dtype: KvDtype,
+    /// Run each window one token at a time, through the decode step generation uses,
+    /// instead of as one batch (prefill). Measures the arithmetic of decoding, which
+    /// can differ from prefill's (e.g. 8-bit activations in the GPU's `fast` decode).
+    pub token_by_token: bool,
 }
 
 impl Default for EvalOptions {
@@ -33,6 +37,7 @@ impl Default for EvalOptions {
             n_ctx: 512,
             max_windows: None,
             kv_dtype: KvDtype::F32,
+            token_by_token: false,
         }
     }
 }
@@ -238,7 +243,21 @@ impl<'m, B: Backend> Evaluator<'m, B> {
     ) -> Result<Vec<f32>, EvalError> {
         cache.clear();
         let input = windows.input(tokens, i);
-        Ok(self.model.forward(cache, &input, Logits::All)?)
+        if !self.options.token_by_token {
+            return Ok(self.model.forward(cache, &input, Logits::All)?);
+        }
+        // Every position through the one-token decode step (its logits are kept from the
+        // first scored position on; the others are computed all the same, as in
+        // generation).
+        let n_vocab = self.model.n_vocab();
+        let mut logits = vec![0.0; input.len() * n_vocab];
+        for (p, &t) in input.iter().enumerate() {
+            let row = self.model.forward(cache, &[t], Logits::Last)?;
+            if p >= windows.first_scored() {
+                logits[p * n_vocab..(p + 1) * n_vocab].copy_from_slice(&row);
+            }
+        }
+        Ok(logits)
     }
 }
 
