@@ -9,7 +9,7 @@
 #   # call 2 (within 30 s, machine still warm), carry gpu-carry2:
 #   #   gpu-carry2/run-model.sh [test and bench arguments...]
 #
-# gpu-carry2 also gets the model test binary, the generate / model_bench / perplexity
+# gpu-carry2 also gets the model test binaries (gpu_model, soak), the generate / model_bench / perplexity
 # examples (built in release mode and stripped), the evaluation text and
 # quality-table.sh (scripts/quality-table-host.sh: perplexity and KL divergence of every
 # arithmetic, and of llama.cpp's CUDA build when it was built by call 1).
@@ -26,8 +26,9 @@ head -c "$half" "$model" >gpu-carry1/model.part1
 tail -c +"$((half + 1))" "$model" >gpu-carry2/model.part2
 md5sum "$model" | cut -d' ' -f1 >gpu-carry2/model.md5
 
-exe=$(cargo test --release -p rocmforge-model --test gpu_model --no-run --message-format=json 2>/dev/null |
-    python3 -c '
+for t in gpu_model soak; do
+    exe=$(cargo test --release -p rocmforge-model --test "$t" --no-run --message-format=json 2>/dev/null |
+        python3 -c '
 import json, sys
 for line in sys.stdin:
     try:
@@ -37,7 +38,8 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         print(m["executable"])
 ')
-cp "$exe" gpu-carry2/bin/gpu_model
+    cp "$exe" "gpu-carry2/bin/$t"
+done
 cargo build --release --example generate --example model_bench --example perplexity
 cp target/release/examples/generate target/release/examples/model_bench \
     target/release/examples/perplexity gpu-carry2/bin/
