@@ -22,7 +22,7 @@
 //! let tokens = generator.tokenizer().encode(&text, true, false)?;
 //! let options = EvalOptions { n_ctx: 512, max_windows: Some(8), ..EvalOptions::default() };
 //! let report = Evaluator::new(generator.model(), generator.tokenizer(), options)
-//!     .run(&tokens, None, None, |_| {})?;
+//!     .perplexity(&tokens, None, |_| {})?;
 //! println!("PPL = {:.4} ± {:.4}", report.perplexity.value, report.perplexity.uncertainty);
 //! # Ok(())
 //! # }
