@@ -40,9 +40,10 @@ for line in sys.stdin:
 ')
     cp "$exe" "gpu-carry2/bin/$t"
 done
-cargo build --release --example generate --example model_bench --example perplexity
+cargo build --release --example generate --example model_bench --example perplexity \
+    --example synthetic_gguf
 cp target/release/examples/generate target/release/examples/model_bench \
-    target/release/examples/perplexity gpu-carry2/bin/
+    target/release/examples/perplexity target/release/examples/synthetic_gguf gpu-carry2/bin/
 strip gpu-carry2/bin/*
 bash scripts/fetch-eval-text.sh >/dev/null
 cp models/jargon-4.4.7.txt gpu-carry2/

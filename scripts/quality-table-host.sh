@@ -7,6 +7,9 @@
 # KV cache, flash attention as it chooses) when /tmp/llama-build has it.
 #
 #   run-model.sh ./quality-table.sh [CHUNKS]     # results in $OUT (or /tmp/quality)
+#   SYNTHETIC=llama3-8b:q4_0 run-model.sh ./quality-table.sh [CHUNKS]
+#       # the same on a synthetic model of that shape and type (random weights, the demo
+#       # model's tokenizer; bin/synthetic_gguf writes it to /tmp), instead of the demo model
 set -uo pipefail
 cd "$(dirname "$0")"
 chunks="${1:-10}"
@@ -14,6 +17,16 @@ out="${OUT:-/tmp/quality}"
 mkdir -p "$out" /tmp/quality-work
 model="${ROCMFORGE_DEMO_MODEL:-/tmp/demo.gguf}"
 base=/tmp/quality-work/base-gpu-exact.bin
+if [ -n "${SYNTHETIC:-}" ]; then
+    shape="${SYNTHETIC%%:*}" ty="${SYNTHETIC#*:}"
+    synthetic="/tmp/quality-work/$shape-$ty.gguf"
+    [ -f "$synthetic" ] || bin/synthetic_gguf --shape "$shape" --type "$ty" \
+        --tokenizer-from "$model" --out "$synthetic"
+    model="$synthetic"
+    base="/tmp/quality-work/base-$shape-$ty.bin"
+    out="$out/$shape-$ty"
+    mkdir -p "$out"
+fi
 ppl=(bin/perplexity --model "$model" --text jargon-4.4.7.txt --device gpu --chunks "$chunks" --json)
 
 "${ppl[@]}" --arithmetic exact --save-logits "$base" >"$out/gpu-exact.json" 2>"$out/gpu-exact.log"
