@@ -10,7 +10,7 @@
 #   gpu-bundle/run.sh --only gpu     # only binaries whose name starts with "gpu"
 #
 #   scripts/gpu-bundle.sh gpu-bundle --gpu-only   # only the binaries with GPU tests
-#                                                 # (gpu*, nvidia_adapter*): a smaller carry
+#                                                 # (gpu*, nvidia_adapter*, soak*): a smaller carry
 set -euo pipefail
 out=${1:?usage: scripts/gpu-bundle.sh OUTDIR [--gpu-only]}
 gpu_only=${2:-}
@@ -35,7 +35,7 @@ for line in sys.stdin:
 ' | while read -r exe; do
     name=$(basename "$exe")
     if [[ "$name" =~ $skip ]]; then continue; fi
-    if [ "$gpu_only" = "--gpu-only" ] && ! [[ "$name" =~ ^(gpu|nvidia_adapter) ]]; then continue; fi
+    if [ "$gpu_only" = "--gpu-only" ] && ! [[ "$name" =~ ^(gpu|nvidia_adapter|soak) ]]; then continue; fi
     # Crate name first: rocmforge_hip-<hash> -> rocmforge_hip, gpu-<hash> -> <crate>.gpu
     cp "$exe" "$out/bin/$name"
     strip "$out/bin/$name" 2>/dev/null || true

@@ -9,8 +9,9 @@
 #   # call 2 (within 30 s, machine still warm), carry gpu-carry2:
 #   #   gpu-carry2/run-model.sh [test and bench arguments...]
 #
-# gpu-carry2 also gets the model test binaries (gpu_model, soak), the generate / model_bench / perplexity
-# examples (built in release mode and stripped), the evaluation text and
+# gpu-carry2 also gets the model test binary gpu_model, the perplexity and synthetic_gguf
+# examples (built in release mode and stripped; the other examples and the soak test are
+# in scripts/gpu-bundle.sh's bundle), the evaluation text and
 # quality-table.sh (scripts/quality-table-host.sh: perplexity and KL divergence of every
 # arithmetic, and of llama.cpp's CUDA build when it was built by call 1).
 set -euo pipefail
@@ -26,7 +27,7 @@ head -c "$half" "$model" >gpu-carry1/model.part1
 tail -c +"$((half + 1))" "$model" >gpu-carry2/model.part2
 md5sum "$model" | cut -d' ' -f1 >gpu-carry2/model.md5
 
-for t in gpu_model soak; do
+for t in gpu_model; do
     exe=$(cargo test --release -p rocmforge-model --test "$t" --no-run --message-format=json 2>/dev/null |
         python3 -c '
 import json, sys
@@ -40,10 +41,8 @@ for line in sys.stdin:
 ')
     cp "$exe" "gpu-carry2/bin/$t"
 done
-cargo build --release --example generate --example model_bench --example perplexity \
-    --example synthetic_gguf
-cp target/release/examples/generate target/release/examples/model_bench \
-    target/release/examples/perplexity target/release/examples/synthetic_gguf gpu-carry2/bin/
+cargo build --release --example perplexity --example synthetic_gguf
+cp target/release/examples/perplexity target/release/examples/synthetic_gguf gpu-carry2/bin/
 strip gpu-carry2/bin/*
 bash scripts/fetch-eval-text.sh >/dev/null
 cp models/jargon-4.4.7.txt gpu-carry2/
