@@ -10,7 +10,6 @@
 use std::io::{BufRead, Write};
 use std::ops::ControlFlow;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
 use rocmforge::model::backend::cpu::CpuBackend;
@@ -19,14 +18,13 @@ use rocmforge::model::chat_template::ChatMessage;
 use rocmforge::model::generate::{GenerateOptions, Generator, SamplingParams};
 use rocmforge::model::gguf::{GgufFile, DEMO_MODEL_RELATIVE_PATH};
 use rocmforge::model::kv_cache::KvCacheOptions;
-use rocmforge::model::model::ModelOptions;
 
 #[allow(dead_code)] // Resolved::to_json, model::file_name: for other examples
 #[path = "common/mod.rs"]
 mod common;
 
 use common::device::DeviceArgs;
-use common::progress::LoadBar;
+use common::progress::load_generator;
 use common::sampling::SamplingArgs;
 
 /// An interactive multi-turn chat with a GGUF model (its chat template over the whole
@@ -69,10 +67,7 @@ fn load<B: Backend>(
     file: GgufFile,
     backend: B,
 ) -> rocmforge::model::Result<Generator<B>> {
-    let bar = LoadBar::new(&args.model);
-    Generator::load_with(Arc::new(file), backend, ModelOptions::default(), &mut |p| {
-        bar.update(p)
-    })
+    load_generator(&args.model, file, backend)
 }
 
 fn chat<B: Backend>(

@@ -11,17 +11,15 @@
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
 use rocmforge::model::backend::cpu::CpuBackend;
 use rocmforge::model::backend::Backend;
 use rocmforge::model::chat_template::ChatMessage;
-use rocmforge::model::generate::{FinishReason, GenerateOptions, Generator};
+use rocmforge::model::generate::{FinishReason, GenerateOptions};
 use rocmforge::model::gguf::{GgufFile, DEMO_MODEL_RELATIVE_PATH};
 use rocmforge::model::kv_cache::KvCacheOptions;
-use rocmforge::model::model::ModelOptions;
 
 #[allow(dead_code)] // file_name: for model_bench
 #[path = "common/mod.rs"]
@@ -29,7 +27,7 @@ mod common;
 
 use common::arithmetic::Arithmetic;
 use common::device::DeviceArgs;
-use common::progress::LoadBar;
+use common::progress::load_generator;
 use common::sampling::SamplingArgs;
 
 /// Text generation with a GGUF model (llama, qwen2): streams the text to stdout, or
@@ -98,12 +96,7 @@ fn run_on<B: Backend>(
     device: &str,
     t_load: Instant,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let bar = LoadBar::new(&args.model);
-    let generator =
-        Generator::load_with(Arc::new(file), backend, ModelOptions::default(), &mut |p| {
-            bar.update(p)
-        })?;
-    drop(bar);
+    let generator = load_generator(&args.model, file, backend)?;
     let load_s = t_load.elapsed().as_secs_f64();
     let config = generator.model().config();
     eprintln!(

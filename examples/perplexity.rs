@@ -15,15 +15,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
 use rocmforge::model::backend::cpu::CpuBackend;
 use rocmforge::model::backend::{Backend, KvDtype};
 use rocmforge::model::eval::{EvalOptions, EvalReport, Evaluator, KlDivergence, WindowDone};
-use rocmforge::model::generate::Generator;
 use rocmforge::model::gguf::{GgufFile, DEMO_MODEL_RELATIVE_PATH};
-use rocmforge::model::model::ModelOptions;
 
 #[allow(dead_code)] // sampling, model::file_name: for other examples
 #[path = "common/mod.rs"]
@@ -31,7 +28,7 @@ mod common;
 
 use common::arithmetic::Arithmetic;
 use common::device::DeviceArgs;
-use common::progress::LoadBar;
+use common::progress::load_generator;
 
 /// The evaluation text `scripts/fetch-eval-text.sh` fetches.
 const EVAL_TEXT: &str = "models/jargon-4.4.7.txt";
@@ -120,12 +117,7 @@ fn run_on<B: Backend>(
     backend: B,
     device: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let bar = LoadBar::new(&args.model);
-    let generator =
-        Generator::load_with(Arc::new(file), backend, ModelOptions::default(), &mut |p| {
-            bar.update(p)
-        })?;
-    drop(bar);
+    let generator = load_generator(&args.model, file, backend)?;
     let options = EvalOptions {
         n_ctx: args.ctx,
         max_windows: args.chunks,

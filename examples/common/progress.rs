@@ -50,3 +50,19 @@ impl Drop for LoadBar {
         self.bar.finish_and_clear();
     }
 }
+
+/// Loads a generator (model and tokenizer) from `file` onto `backend`, with a [`LoadBar`]
+/// labelled with `path` while it loads.
+pub fn load_generator<B: rocmforge::model::backend::Backend>(
+    path: &str,
+    file: rocmforge::model::gguf::GgufFile,
+    backend: B,
+) -> rocmforge::model::Result<rocmforge::model::generate::Generator<B>> {
+    let bar = LoadBar::new(path);
+    rocmforge::model::generate::Generator::load_with(
+        std::sync::Arc::new(file),
+        backend,
+        rocmforge::model::model::ModelOptions::default(),
+        &mut |p| bar.update(p),
+    )
+}
